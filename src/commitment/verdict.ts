@@ -1,0 +1,80 @@
+/**
+ * What Orthanc holds -> the verdict for each requested instance. Pure: the verifier (a shell) does the
+ * lookups and the waiting; this module only decides.
+ */
+import {
+  FailureReason,
+  type FailedSopReference,
+  type FailureReasonCode,
+  type SopReference,
+  type Verdict,
+} from './types.js';
+
+/** What one lookup in Orthanc found for a requested SOP Instance UID. */
+export type InstanceFinding =
+  | {
+      readonly kind: 'stored';
+      readonly sopClassUid: string;
+      /** Only set when the verification policy re-reads the stored file. */
+      readonly integrity?: 'ok' | 'corrupt';
+    }
+  | { readonly kind: 'absent' }
+  /** The lookup itself failed (Orthanc unreachable, error answer): we know nothing yet. */
+  | { readonly kind: 'unknown' };
+
+/** Which waiting windows are still open for a transaction when we judge it. */
+export interface JudgementWindows {
+  /** Late arrivals: an absent instance may still be on its way (STGCMT_ARRIVAL_WAIT). */
+  readonly arrivalOpen: boolean;
+  /** Orthanc outage: an undecidable instance may become decidable (STGCMT_VERIFY_TIMEOUT). */
+  readonly verifyOpen: boolean;
+}
+
+export type Judgement =
+  | { readonly outcome: 'committed' }
+  | { readonly outcome: 'failed'; readonly reason: FailureReasonCode }
+  | { readonly outcome: 'pending'; readonly waitingFor: 'arrival' | 'orthanc' };
+
+/**
+ * A "yes" needs positive evidence: indexed by Orthanc, under the requested SOP Class, and (when the policy
+ * checks it) an intact file. Anything else is a failure, possibly after waiting.
+ */
+export function judgeInstance(
+  reference: SopReference,
+  finding: InstanceFinding | undefined,
+  windows: JudgementWindows,
+): Judgement {
+  if (!finding || finding.kind === 'unknown') {
+    return windows.verifyOpen
+      ? { outcome: 'pending', waitingFor: 'orthanc' }
+      : { outcome: 'failed', reason: FailureReason.ProcessingFailure };
+  }
+  if (finding.kind === 'absent') {
+    return windows.arrivalOpen
+      ? { outcome: 'pending', waitingFor: 'arrival' }
+      : { outcome: 'failed', reason: FailureReason.NoSuchObjectInstance };
+  }
+  if (finding.sopClassUid !== reference.sopClassUid) {
+    return { outcome: 'failed', reason: FailureReason.ClassInstanceConflict };
+  }
+  if (finding.integrity === 'corrupt') {
+    return { outcome: 'failed', reason: FailureReason.ProcessingFailure };
+  }
+  return { outcome: 'committed' };
+}
+
+/** Splits final judgements into the two lists of the report, in request order. */
+export function buildVerdict(
+  references: readonly SopReference[],
+  judgementOf: (reference: SopReference, index: number) => Judgement,
+): Verdict {
+  const committed: SopReference[] = [];
+  const failed: FailedSopReference[] = [];
+  references.forEach((reference, index) => {
+    const judgement = judgementOf(reference, index);
+    if (judgement.outcome === 'committed') committed.push(reference);
+    else if (judgement.outcome === 'failed') failed.push({ ...reference, failureReason: judgement.reason });
+    else throw new Error(`instance ${index} is still pending: a verdict needs final judgements`);
+  });
+  return { committed, failed };
+}

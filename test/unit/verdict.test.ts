@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { buildEventReport } from '../../src/commitment/report.js';
+import { EventType, FailureReason } from '../../src/commitment/types.js';
+import { buildVerdict, judgeInstance, type InstanceFinding } from '../../src/commitment/verdict.js';
+
+const CT = '1.2.840.10008.5.1.4.1.1.2';
+const MR = '1.2.840.10008.5.1.4.1.1.4';
+const ref = { sopClassUid: CT, sopInstanceUid: '1.2.3' };
+const closed = { arrivalOpen: false, verifyOpen: false };
+const open = { arrivalOpen: true, verifyOpen: true };
+
+describe('judgeInstance', () => {
+  it('commits an instance stored under the requested SOP Class', () => {
+    assert.deepEqual(judgeInstance(ref, { kind: 'stored', sopClassUid: CT }, closed), { outcome: 'committed' });
+    assert.deepEqual(judgeInstance(ref, { kind: 'stored', sopClassUid: CT, integrity: 'ok' }, closed), { outcome: 'committed' });
+  });
+
+  it('fails an absent instance with 0112H once the arrival window is closed, and waits while it is open', () => {
+    assert.deepEqual(judgeInstance(ref, { kind: 'absent' }, closed), { outcome: 'failed', reason: FailureReason.NoSuchObjectInstance });
+    assert.deepEqual(judgeInstance(ref, { kind: 'absent' }, open), { outcome: 'pending', waitingFor: 'arrival' });
+  });
+
+  it('fails an instance stored under another SOP Class with 0119H, without waiting', () => {
+    assert.deepEqual(judgeInstance(ref, { kind: 'stored', sopClassUid: MR }, open), { outcome: 'failed', reason: FailureReason.ClassInstanceConflict });
+  });
+
+  it('fails a corrupt file with 0110H', () => {
+    assert.deepEqual(judgeInstance(ref, { kind: 'stored', sopClassUid: CT, integrity: 'corrupt' }, open), { outcome: 'failed', reason: FailureReason.ProcessingFailure });
+  });
+
+  it('never says yes without a finding: unknown waits for Orthanc, then fails with 0110H', () => {
+    for (const finding of [{ kind: 'unknown' } as InstanceFinding, undefined]) {
+      assert.deepEqual(judgeInstance(ref, finding, open), { outcome: 'pending', waitingFor: 'orthanc' });
+      assert.deepEqual(judgeInstance(ref, finding, closed), { outcome: 'failed', reason: FailureReason.ProcessingFailure });
+    }
+  });
+});
+
+describe('buildVerdict and buildEventReport', () => {
+  const refs = [
+    { sopClassUid: CT, sopInstanceUid: '1.1' },
+    { sopClassUid: CT, sopInstanceUid: '1.2' },
+    { sopClassUid: CT, sopInstanceUid: '1.3' },
+  ];
+
+  it('puts every reference in exactly one list, in request order', () => {
+    const verdict = buildVerdict(refs, (r) => (r.sopInstanceUid === '1.2' ? { outcome: 'failed', reason: FailureReason.NoSuchObjectInstance } : { outcome: 'committed' }));
+    assert.deepEqual(verdict.committed.map((r) => r.sopInstanceUid), ['1.1', '1.3']);
+    assert.deepEqual(verdict.failed, [{ sopClassUid: CT, sopInstanceUid: '1.2', failureReason: 0x0112 }]);
+    const report = buildEventReport('9.9', 'ORTHANC', verdict);
+    assert.equal(report.eventTypeId, EventType.SomeFailed);
+    assert.equal(report.retrieveAeTitle, 'ORTHANC');
+  });
+
+  it('refuses to build a verdict while an instance is pending', () => {
+    assert.throws(() => buildVerdict(refs, () => ({ outcome: 'pending', waitingFor: 'arrival' })), /pending/);
+  });
+
+  it('reports Event Type 1 when all are committed, without a Failed SOP Sequence', () => {
+    const report = buildEventReport('9.9', 'ORTHANC', buildVerdict(refs, () => ({ outcome: 'committed' })));
+    assert.equal(report.eventTypeId, EventType.AllCommitted);
+    assert.equal(report.failed.length, 0);
+    assert.equal(report.referenced.length, 3);
+  });
+
+  it('omits the Retrieve AE Title when nothing was committed', () => {
+    const report = buildEventReport('9.9', 'ORTHANC', buildVerdict(refs, () => ({ outcome: 'failed', reason: FailureReason.NoSuchObjectInstance })));
+    assert.equal(report.retrieveAeTitle, undefined);
+    assert.equal(report.referenced.length, 0);
+  });
+});
