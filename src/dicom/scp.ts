@@ -1,0 +1,190 @@
+/**
+ * The Storage Commitment SCP, one instance per incoming connection: a small handler per DIMSE message,
+ * each returning a status (the pynetdicom way). What happens to an N-ACTION starts in nActionRequest.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { parseCommitmentRequest } from '../commitment/request.js';
+import type { EventReport } from '../commitment/report.js';
+import { DimseStatus, type CommitmentRequest, type DimseStatusCode } from '../commitment/types.js';
+import type { Peer } from '../peers/peer-directory.js';
+import {
+  constants,
+  internals,
+  responses,
+  Scp,
+  type Association,
+  type CEchoRequest,
+  type NActionRequest,
+  type NetworkOptions,
+  type NEventReportRequest,
+} from './dimse.js';
+import { sendEventReport } from './event-report.js';
+import { answerPresentationContexts, decideAssociation, type AcceptancePolicy } from './negotiation.js';
+import { PduGuard } from './pdu-guard.js';
+
+/** The modality's own association, usable for the report while it stays open. */
+export interface ReportChannel {
+  isOpen(): boolean;
+  send(report: EventReport, timeoutMs: number): Promise<number>;
+}
+
+export interface RequestOrigin {
+  readonly callingAeTitle: string;
+  readonly calledAeTitle: string;
+  readonly remoteAddress: string;
+  readonly peer: Peer;
+  readonly channel: ReportChannel;
+}
+
+export interface IntakeAnswer {
+  readonly status: DimseStatusCode;
+  readonly comment?: string;
+  /** Runs right after the N-ACTION-RSP is written: verification starts only then. */
+  readonly afterResponse?: () => void;
+}
+
+/** Durably records a valid request (synchronously) and says what to answer. */
+export interface CommitmentIntake {
+  receive(request: CommitmentRequest, origin: RequestOrigin): IntakeAnswer;
+}
+
+export interface ScpContext {
+  readonly logger: Logger;
+  readonly intake: CommitmentIntake;
+  readonly acceptance: Omit<AcceptancePolicy, 'overCapacity'>;
+  readonly maxInstances: number;
+  readonly maxPduLength: number;
+}
+
+export class StorageCommitmentScp extends Scp {
+  private peer: Peer | undefined;
+  private open = false;
+  private readonly log: Logger;
+
+  constructor(
+    socket: Socket,
+    options: NetworkOptions,
+    private readonly context: ScpContext,
+    private readonly overCapacity: boolean,
+  ) {
+    super(socket, options);
+    this.log = context.logger.child({ remote: socket.remoteAddress });
+    const guard = new PduGuard(context.maxPduLength);
+    // Runs before dcmjs-dimse's own reader, so an oversized PDU is refused before it is buffered.
+    socket.prependListener('data', (chunk: Buffer) => {
+      const problem = guard.inspect(chunk);
+      if (!problem) return;
+      this.log.warn({ problem }, 'refusing malformed or oversized PDU; aborting association');
+      this.abortAndClose();
+    });
+    this.on('close', () => {
+      this.open = false;
+    });
+  }
+
+  get remoteAddress(): string {
+    return internals(this).socket.remoteAddress ?? 'unknown';
+  }
+
+  override associationRequested(association: Association): void {
+    const decision = decideAssociation(association, this.remoteAddress, { ...this.context.acceptance, overCapacity: this.overCapacity });
+    const calling = association.getCallingAeTitle().trim();
+    if (!decision.accept) {
+      this.log.warn({ callingAet: calling, calledAet: association.getCalledAeTitle().trim(), why: decision.why }, 'association rejected');
+      this.sendAssociationReject(decision.result, decision.source, decision.reason);
+      internals(this).socket.end();
+      return;
+    }
+    const accepted = answerPresentationContexts(association);
+    this.peer = decision.peer;
+    this.open = accepted > 0;
+    this.log.info({ callingAet: calling, acceptedContexts: accepted }, 'association accepted');
+    this.sendAssociationAccept();
+  }
+
+  override associationReleaseRequested(): void {
+    this.open = false;
+    this.sendAssociationReleaseResponse();
+  }
+
+  override abort(): void {
+    this.open = false;
+    this.log.info({ callingAet: this.peer?.aeTitle }, 'association aborted by peer');
+    internals(this).socket.destroy();
+  }
+
+  override cEchoRequest(request: CEchoRequest, callback: (response: InstanceType<typeof responses.CEchoResponse>) => void): void {
+    const response = responses.CEchoResponse.fromRequest(request);
+    response.setStatus(constants.Status.Success);
+    callback(response);
+  }
+
+  override nActionRequest(request: NActionRequest, callback: (response: InstanceType<typeof responses.NActionResponse>) => void): void {
+    const response = responses.NActionResponse.fromRequest(request);
+    const peer = this.peer;
+    const association = internals(this).association;
+    if (!peer || !association) {
+      response.setStatus(DimseStatus.ProcessingFailure);
+      callback(response);
+      return;
+    }
+    const parsed = parseCommitmentRequest(
+      {
+        sopClassUid: request.getRequestedSopClassUid(),
+        sopInstanceUid: request.getRequestedSopInstanceUid(),
+        actionTypeId: request.getActionTypeId(),
+        dataset: request.getDataset()?.getElements(),
+      },
+      { maxInstances: this.context.maxInstances },
+    );
+    if (!parsed.ok) {
+      this.log.warn({ callingAet: peer.aeTitle, status: hex(parsed.rejection.status), comment: parsed.rejection.comment }, 'N-ACTION refused');
+      response.setStatus(parsed.rejection.status);
+      response.setErrorComment(parsed.rejection.comment);
+      callback(response);
+      return;
+    }
+
+    let answer: IntakeAnswer;
+    try {
+      answer = this.context.intake.receive(parsed.request, {
+        callingAeTitle: peer.aeTitle,
+        calledAeTitle: association.getCalledAeTitle().trim(),
+        remoteAddress: this.remoteAddress,
+        peer,
+        channel: { isOpen: () => this.open, send: (report, timeoutMs) => sendEventReport(this, report, timeoutMs) },
+      });
+    } catch (error) {
+      // Not recorded means not promised: answer failure so the modality keeps its images and asks again.
+      this.log.error({ err: error, callingAet: peer.aeTitle, transactionUid: parsed.request.transactionUid }, 'could not record N-ACTION');
+      answer = { status: DimseStatus.ProcessingFailure, comment: 'Could not record the request' };
+    }
+    response.setStatus(answer.status);
+    if (answer.comment) response.setErrorComment(answer.comment);
+    callback(response);
+    answer.afterResponse?.();
+  }
+
+  override nEventReportRequest(request: NEventReportRequest, callback: (response: InstanceType<typeof responses.NEventReportResponse>) => void): void {
+    // We send event reports; we never receive them.
+    const response = responses.NEventReportResponse.fromRequest(request);
+    response.setStatus(constants.Status.UnrecognizedOperation);
+    callback(response);
+  }
+
+  abortAndClose(): void {
+    this.open = false;
+    const socket = internals(this).socket;
+    if (socket.destroyed) return;
+    try {
+      this.sendAbort(constants.AbortSource.ServiceProvider, constants.AbortReason.InvalidPduParameter);
+    } finally {
+      socket.destroy();
+    }
+  }
+}
+
+function hex(status: number): string {
+  return `0x${status.toString(16).padStart(4, '0')}`;
+}

@@ -1,0 +1,173 @@
+/**
+ * Orthanc REST client (axios). Lookups are batched: /tools/find takes a backslash-separated list of SOP
+ * Instance UIDs, and /tools/bulk-content returns each instance's SopClassUid metadata in one call (the SOP
+ * Class is not a main DICOM tag in Orthanc's index). Never one HTTP call per instance.
+ */
+import axios, { AxiosError, type AxiosInstance } from 'axios';
+import pLimit from 'p-limit';
+import type { PeerEntry } from '../peers/peer-directory.js';
+
+export interface OrthancClientOptions {
+  readonly baseUrl: string;
+  readonly username?: string | undefined;
+  readonly password?: string | undefined;
+  readonly timeoutMs: number;
+  /** UIDs per /tools/find: its cost grows quadratically with the list, so a few hundred is the sweet spot. */
+  readonly batchSize: number;
+  /** Batches in flight at once. */
+  readonly concurrency: number;
+}
+
+export interface StoredInstance {
+  readonly orthancId: string;
+  readonly sopClassUid: string;
+}
+
+export interface Change {
+  readonly seq: number;
+  readonly changeType: string;
+  readonly resourceId: string;
+}
+
+/** Orthanc could not be asked (unreachable, timeout, 5xx): the caller retries later. */
+export class OrthancUnavailableError extends Error {}
+
+interface BulkContentItem {
+  ID: string;
+  MainDicomTags?: { SOPInstanceUID?: string };
+  Metadata?: { SopClassUid?: string };
+}
+
+export class OrthancClient {
+  private readonly http: AxiosInstance;
+  private readonly limit: ReturnType<typeof pLimit>;
+
+  constructor(private readonly options: OrthancClientOptions) {
+    this.http = axios.create({
+      baseURL: options.baseUrl.replace(/\/+$/, ''),
+      timeout: options.timeoutMs,
+      auth: options.username !== undefined ? { username: options.username, password: options.password ?? '' } : undefined,
+      // Orthanc answers UIDs lists of tens of MB for 100k instances.
+      maxContentLength: Infinity,
+      maxBodyLength: Infinity,
+    });
+    this.limit = pLimit(options.concurrency);
+  }
+
+  private async call<T>(method: 'GET' | 'POST' | 'PUT', path: string, data?: unknown): Promise<T> {
+    try {
+      const response = await this.http.request<T>({ method, url: path, data });
+      return response.data;
+    } catch (error) {
+      throw toOrthancError(error, method, path);
+    }
+  }
+
+  /** Orthanc's own DICOM AE title: the Retrieve AE Title of our reports. */
+  async system(): Promise<{ dicomAet: string; version: string }> {
+    const system = await this.call<{ DicomAet: string; Version: string }>('GET', '/system');
+    return { dicomAet: system.DicomAet, version: system.Version };
+  }
+
+  /** The modalities Orthanc knows, as peers: an administrator declares a modality once, in Orthanc. */
+  async modalities(): Promise<PeerEntry[]> {
+    const modalities = await this.call<Record<string, { AET: string; Host: string; Port: number; UseDicomTls?: boolean }>>('GET', '/modalities?expand');
+    return Object.values(modalities).map((m) => ({ aeTitle: m.AET, host: m.Host, port: m.Port, tls: m.UseDicomTls === true, source: 'orthanc' as const }));
+  }
+
+  /**
+   * For each SOP Instance UID, the stored instance with its SOP Class, or nothing when Orthanc does not
+   * hold it. Batches run concurrently.
+   */
+  async lookupInstances(sopInstanceUids: readonly string[]): Promise<Map<string, StoredInstance>> {
+    const batches: string[][] = [];
+    for (let i = 0; i < sopInstanceUids.length; i += this.options.batchSize) {
+      batches.push(sopInstanceUids.slice(i, i + this.options.batchSize) as string[]);
+    }
+    const found = new Map<string, StoredInstance>();
+    await Promise.all(
+      batches.map((batch) =>
+        this.limit(async () => {
+          for (const [uid, instance] of await this.lookupBatch(batch)) found.set(uid, instance);
+        }),
+      ),
+    );
+    return found;
+  }
+
+  private async lookupBatch(uids: readonly string[]): Promise<Map<string, StoredInstance>> {
+    const found = new Map<string, StoredInstance>();
+    let remaining = new Set(uids);
+    // LimitFindInstances silently caps /tools/find answers, so a short answer proves nothing: ask again
+    // for what is still missing until an answer comes back empty. A capped answer is never empty while
+    // something matches, so this ends, and what is left was truly not found.
+    while (remaining.size > 0) {
+      const ids = await this.call<string[]>('POST', '/tools/find', {
+        Level: 'Instance',
+        Query: { SOPInstanceUID: [...remaining].join('\\') },
+        Expand: false,
+      });
+      if (ids.length === 0) break;
+      const items = await this.call<BulkContentItem[]>('POST', '/tools/bulk-content', { Resources: ids, Level: 'Instance', Metadata: true });
+      let progressed = false;
+      for (const item of items) {
+        const uid = item.MainDicomTags?.SOPInstanceUID;
+        const sopClassUid = item.Metadata?.SopClassUid;
+        if (!uid || !remaining.has(uid) || !sopClassUid) continue;
+        found.set(uid, { orthancId: item.ID, sopClassUid });
+        progressed = true;
+      }
+      if (!progressed) break;
+      remaining = new Set([...remaining].filter((uid) => !found.has(uid)));
+    }
+    return found;
+  }
+
+  /**
+   * Has Orthanc re-read the stored file and compare it with the MD5 recorded at reception. Orthanc answers
+   * 400 on a mismatch and 500 when the file cannot be read: both mean the copy is not intact.
+   */
+  async verifyMd5(orthancId: string): Promise<'ok' | 'corrupt'> {
+    try {
+      await this.http.post(`/instances/${encodeURIComponent(orthancId)}/attachments/dicom/verify-md5`, {});
+      return 'ok';
+    } catch (error) {
+      if (error instanceof AxiosError && error.response && (error.response.status === 400 || error.response.status === 500 || error.response.status === 404)) {
+        return 'corrupt';
+      }
+      throw toOrthancError(error, 'POST', 'verify-md5');
+    }
+  }
+
+  /** Runs verifyMd5 over many instances with the client's concurrency. */
+  async verifyMd5Many(orthancIds: readonly string[]): Promise<Map<string, 'ok' | 'corrupt'>> {
+    const results = new Map<string, 'ok' | 'corrupt'>();
+    await Promise.all(orthancIds.map((id) => this.limit(async () => results.set(id, await this.verifyMd5(id)))));
+    return results;
+  }
+
+  /** The newest change sequence number, to start watching the changes feed from now. */
+  async lastChangeSeq(): Promise<number> {
+    const answer = await this.call<{ Last: number }>('GET', '/changes?last');
+    return answer.Last;
+  }
+
+  async changes(since: number, limit = 1000): Promise<{ changes: Change[]; last: number; done: boolean }> {
+    const answer = await this.call<{ Changes: Array<{ Seq: number; ChangeType: string; ID: string }>; Last: number; Done: boolean }>('GET', `/changes?since=${since}&limit=${limit}`);
+    return {
+      changes: answer.Changes.map((c) => ({ seq: c.Seq, changeType: c.ChangeType, resourceId: c.ID })),
+      last: answer.Last,
+      done: answer.Done,
+    };
+  }
+}
+
+function toOrthancError(error: unknown, method: string, path: string): Error {
+  if (error instanceof AxiosError) {
+    const status = error.response?.status;
+    const detail = status ? `HTTP ${status}` : (error.code ?? error.message);
+    if (status === 401 || status === 403) return new Error(`Orthanc refused our credentials (${method} ${path}: ${detail})`);
+    return new OrthancUnavailableError(`Orthanc ${method} ${path}: ${detail}`);
+  }
+  return error instanceof Error ? error : new Error(String(error));
+}

@@ -1,0 +1,173 @@
+/**
+ * Composition root: config -> store -> Orthanc client -> peers -> service -> DICOM listener, HTTP API and
+ * schedules. Returns a handle whose stop() shuts down in the safe order.
+ */
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { ConnectionOptions, TlsOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { DicomListener } from './dicom/listener.js';
+import { sendReportOnNewAssociation } from './dicom/report-sender.js';
+import { createHttpApp } from './http/app.js';
+import { ArrivalWatcher } from './jobs/arrival-watcher.js';
+import { Scheduler } from './jobs/schedules.js';
+import { routeDimseLogs } from './log.js';
+import { Metrics } from './metrics/metrics.js';
+import { OrthancClient } from './orthanc/client.js';
+import { PeerDirectory, readPeerFile, type PeerEntry } from './peers/peer-directory.js';
+import { TransactionStore } from './store/transaction-store.js';
+import { CommitmentService } from './transactions/commitment-service.js';
+
+export interface Sidecar {
+  readonly dicomPort: number;
+  readonly httpPort: number;
+  readonly store: TransactionStore;
+  readonly service: CommitmentService;
+  stop(): Promise<void>;
+}
+
+function tlsFiles(config: Config): { cert?: Buffer; key?: Buffer; ca?: Buffer } {
+  return {
+    ...(config.tlsCert ? { cert: readFileSync(config.tlsCert) } : {}),
+    ...(config.tlsKey ? { key: readFileSync(config.tlsKey) } : {}),
+    ...(config.tlsCa ? { ca: readFileSync(config.tlsCa) } : {}),
+  };
+}
+
+export async function startSidecar(config: Config, logger: Logger): Promise<Sidecar> {
+  routeDimseLogs(logger);
+  const now = (): number => Date.now();
+  const metrics = new Metrics();
+  const store = TransactionStore.open(config.dataDir, { synchronous: config.dbSync });
+  const orthanc = new OrthancClient({
+    baseUrl: config.orthancUrl,
+    username: config.orthancUsername,
+    password: config.orthancPassword,
+    timeoutMs: config.orthancTimeout,
+    batchSize: config.lookupBatchSize,
+    concurrency: config.lookupConcurrency,
+  });
+
+  const sources: Array<() => Promise<PeerEntry[]>> = [];
+  if (config.peersFromOrthanc) sources.push(() => orthanc.modalities());
+  const peersFile = config.peersFile;
+  if (peersFile) sources.push(() => readPeerFile(peersFile));
+  const peers = new PeerDirectory(sources);
+
+  let retrieveAeTitle: string | undefined;
+  const refreshFromOrthanc = async (): Promise<void> => {
+    try {
+      await peers.refresh();
+      if (!retrieveAeTitle) retrieveAeTitle = (await orthanc.system()).dicomAet;
+    } catch (error) {
+      logger.warn({ err: (error as Error).message, peersKnown: peers.list().length }, 'could not refresh peers from Orthanc; keeping the previous list');
+    }
+  };
+  await refreshFromOrthanc();
+  logger.info({ peers: peers.list().map((p) => `${p.aeTitle}@${p.host}:${p.port}`), retrieveAeTitle }, 'peers loaded');
+
+  const tls = tlsFiles(config);
+  const reportTls: ConnectionOptions | undefined = config.reportTls || config.tlsCa ? { ...tls, rejectUnauthorized: true } : undefined;
+  const logChild = (component: string): Logger => logger.child({ component });
+
+  const service = new CommitmentService(
+    store,
+    { store, orthanc, policy: config.verifyPolicy, logger: logChild('verifier'), now },
+    {
+      store,
+      findPeer: (aeTitle) => peers.find(aeTitle),
+      sendOnNewAssociation: (peer, callingAeTitle, report) =>
+        sendReportOnNewAssociation(peer, callingAeTitle, report, { timeoutMs: config.reportTimeout, strictRoleSelection: config.strictRoleSelection, tls: reportTls }),
+      retrieveAeTitle: () => retrieveAeTitle,
+      timeoutMs: config.reportTimeout,
+      retryInitialMs: config.retryInitial,
+      retryMaxMs: config.retryMax,
+      logger: logChild('delivery'),
+      metrics,
+      now,
+    },
+    { arrivalWaitMs: config.arrivalWait, verifyTimeoutMs: config.verifyTimeout, reportTtlMs: config.reportTtl, retentionMs: config.retention },
+    metrics,
+    logChild('transactions'),
+  );
+
+  const listenerTls: TlsOptions | undefined = config.tlsCert
+    ? { ...tls, requestCert: config.tlsRequireClientCert, rejectUnauthorized: config.tlsRequireClientCert }
+    : undefined;
+  const listener = new DicomListener(
+    {
+      host: config.dicomHost,
+      port: config.dicomPort,
+      maxAssociations: config.maxAssociations,
+      network: { connectTimeout: config.dimseTimeout, associationTimeout: config.dimseTimeout, pduTimeout: config.dimseTimeout },
+      tls: listenerTls,
+    },
+    {
+      logger: logChild('dicom'),
+      intake: service,
+      acceptance: { ourAeTitle: config.aeTitle, findPeer: (aeTitle) => peers.find(aeTitle), checkPeerHost: config.checkPeerHost },
+      maxInstances: config.maxInstances,
+      maxPduLength: config.maxPduLength,
+    },
+    logChild('dicom'),
+  );
+  metrics.countOpenAssociations = () => listener.openAssociations;
+
+  // Resume before listening: work left by a crash or restart goes out first.
+  service.resume();
+  await listener.start();
+
+  const app = createHttpApp({
+    store,
+    metrics,
+    readiness: {
+      dicomListening: () => listener.listening,
+      storeOpen: () => store.isOpen,
+      orthancReachable: async () => {
+        try {
+          await orthanc.system();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+    },
+    peers: () => peers.list(),
+    redeliver: (id) => service.redeliver(id),
+    apiToken: config.apiToken,
+    logger: logChild('http'),
+  });
+  const httpServer: Server = await new Promise((resolve, reject) => {
+    const server = app.listen(config.httpPort, config.httpHost, (error?: Error) => (error ? reject(error) : resolve(server)));
+  });
+  const httpAddress = httpServer.address();
+  const httpPort = typeof httpAddress === 'object' && httpAddress ? httpAddress.port : config.httpPort;
+  logger.info({ httpPort }, 'HTTP API up');
+
+  const watcher = new ArrivalWatcher(orthanc, () => service.waitingForArrivals, () => service.onNewInstances(), logChild('arrivals'));
+  const scheduler = new Scheduler(logChild('jobs'));
+  scheduler.start([
+    { name: 'resume-due-work', everyMs: 1000, run: () => service.resume() },
+    { name: 'follow-arrivals', everyMs: 1000, run: () => watcher.poll() },
+    { name: 'expire-reports', everyMs: 5000, run: () => service.expireOverdue() },
+    { name: 'refresh-peers', everyMs: config.peersRefresh, run: refreshFromOrthanc },
+    { name: 'purge-finished', everyMs: 3600 * 1000, run: () => logger.info({ purged: service.purgeFinished() }, 'purged finished transactions') },
+  ]);
+
+  return {
+    dicomPort: listener.port,
+    httpPort,
+    store,
+    service,
+    async stop(): Promise<void> {
+      logger.info('shutting down: no new associations; finishing work in flight');
+      await scheduler.stop();
+      await listener.stop(2000);
+      await service.stop();
+      await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      store.close();
+      logger.info('stopped');
+    },
+  };
+}

@@ -1,0 +1,79 @@
+/**
+ * Checks a RECEIVED transaction's undecided instances against Orthanc and saves every final judgement.
+ * Instances that may still arrive, or that Orthanc could not be asked about, stay undecided until their
+ * window closes (STGCMT_ARRIVAL_WAIT, STGCMT_VERIFY_TIMEOUT).
+ */
+import type { Logger } from 'pino';
+import { judgeInstance, type InstanceFinding, type Judgement } from '../commitment/verdict.js';
+import type { FailureReasonCode } from '../commitment/types.js';
+import type { OrthancClient } from '../orthanc/client.js';
+import type { InstanceRecord, TransactionStore } from '../store/transaction-store.js';
+
+export interface VerifierDeps {
+  readonly store: TransactionStore;
+  readonly orthanc: OrthancClient;
+  readonly policy: 'exists' | 'md5';
+  readonly logger: Logger;
+  readonly now: () => number;
+}
+
+export type VerificationProgress =
+  /** verifiedNow: this call completed the verdict (false when there was nothing left to do). */
+  | { readonly done: true; readonly verifiedNow: boolean }
+  | { readonly done: false; readonly waitingFor: 'arrival' | 'orthanc'; readonly undecided: number; readonly recheckAt: number };
+
+async function findInstances(deps: VerifierDeps, undecided: readonly InstanceRecord[]): Promise<Map<string, InstanceFinding> | undefined> {
+  try {
+    const stored = await deps.orthanc.lookupInstances(undecided.map((i) => i.sopInstanceUid));
+    let integrity: Map<string, 'ok' | 'corrupt'> | undefined;
+    if (deps.policy === 'md5') {
+      // Only instances that would otherwise be committed need their file re-read.
+      const candidates = undecided.filter((i) => stored.get(i.sopInstanceUid)?.sopClassUid === i.sopClassUid);
+      integrity = await deps.orthanc.verifyMd5Many(candidates.map((i) => stored.get(i.sopInstanceUid)!.orthancId));
+    }
+    const findings = new Map<string, InstanceFinding>();
+    for (const instance of undecided) {
+      const hit = stored.get(instance.sopInstanceUid);
+      if (!hit) findings.set(instance.sopInstanceUid, { kind: 'absent' });
+      else findings.set(instance.sopInstanceUid, { kind: 'stored', sopClassUid: hit.sopClassUid, integrity: integrity?.get(hit.orthancId) });
+    }
+    return findings;
+  } catch (error) {
+    deps.logger.warn({ err: (error as Error).message }, 'Orthanc lookup failed; instances stay undecided');
+    return undefined;
+  }
+}
+
+export async function verifyTransaction(deps: VerifierDeps, id: number): Promise<VerificationProgress> {
+  const record = deps.store.get(id);
+  if (!record || record.state !== 'RECEIVED') return { done: true, verifiedNow: false };
+  const undecided = deps.store.undecidedInstances(id);
+  const findings = undecided.length > 0 ? await findInstances(deps, undecided) : new Map<string, InstanceFinding>();
+
+  // Judge with the clock read after the lookup: an instance found absent before the deadline is still
+  // given the benefit of the doubt only if the deadline had not passed when we looked.
+  const now = deps.now();
+  const windows = { arrivalOpen: now < record.arrivalDeadline, verifyOpen: now < record.verifyDeadline };
+  const outcomes: Array<{ seq: number; outcome: 'committed' | 'failed'; failureReason?: FailureReasonCode }> = [];
+  let waitingFor: 'arrival' | 'orthanc' | undefined;
+  let stillUndecided = 0;
+  for (const instance of undecided) {
+    const finding: InstanceFinding = findings?.get(instance.sopInstanceUid) ?? { kind: 'unknown' };
+    const judgement: Judgement = judgeInstance(instance, finding, windows);
+    if (judgement.outcome === 'pending') {
+      stillUndecided++;
+      waitingFor = waitingFor === 'orthanc' ? 'orthanc' : judgement.waitingFor;
+    } else if (judgement.outcome === 'committed') {
+      outcomes.push({ seq: instance.seq, outcome: 'committed' });
+    } else {
+      outcomes.push({ seq: instance.seq, outcome: 'failed', failureReason: judgement.reason });
+    }
+  }
+  deps.store.saveOutcomes(id, outcomes);
+  if (stillUndecided === 0) {
+    deps.store.completeVerification(id, deps.now());
+    return { done: true, verifiedNow: true };
+  }
+  const recheckAt = waitingFor === 'arrival' ? record.arrivalDeadline : Math.min(record.verifyDeadline, now + 5000);
+  return { done: false, waitingFor: waitingFor ?? 'arrival', undecided: stillUndecided, recheckAt };
+}
