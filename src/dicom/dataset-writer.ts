@@ -111,11 +111,19 @@ function planItems(
   return { items, size };
 }
 
-/**
- * Encodes the report's Event Information in Implicit or Explicit VR Little Endian, with defined lengths.
- * Elements are written in ascending tag order as PS3.5 7.1 requires.
- */
+/** What both Storage Commitment datasets hold: the N-ACTION's Action Information and the report's Event Information. */
+export type CommitmentDatasetContent = Pick<EventReport, 'transactionUid' | 'retrieveAeTitle' | 'referenced' | 'failed'>;
+
+/** The report's Event Information (PS3.4 J.3.3). */
 export function encodeEventReport(report: EventReport, transferSyntaxUid: string): Buffer {
+  return encodeCommitmentDataset(report, transferSyntaxUid);
+}
+
+/**
+ * Encodes in Implicit or Explicit VR Little Endian, with defined lengths; elements in ascending tag order
+ * as PS3.5 7.1 requires. Empty sequences and an absent Retrieve AE Title are left out.
+ */
+export function encodeCommitmentDataset(report: CommitmentDatasetContent, transferSyntaxUid: string): Buffer {
   const explicit = transferSyntaxUid !== IMPLICIT_VR_LITTLE_ENDIAN;
   if (explicit && transferSyntaxUid !== EXPLICIT_VR_LITTLE_ENDIAN) {
     throw new Error(`unsupported transfer syntax for the report: ${transferSyntaxUid}`);

@@ -9,7 +9,7 @@ import { STORAGE_COMMITMENT_SOP_CLASS } from '../commitment/types.js';
 import type { Peer } from '../peers/peer-directory.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from './dataset-writer.js';
 import { DeliveryError, isDeliveredStatus, sendEventReport } from './event-report.js';
-import { AssociationFailedError, AssociationRejectedError, openAssociation } from './requestor.js';
+import { openAssociation } from './requestor.js';
 
 export interface ReportSenderOptions {
   readonly timeoutMs: number;
@@ -57,9 +57,7 @@ export async function sendReportOnNewAssociation(
       ],
     });
   } catch (error) {
-    if (error instanceof AssociationRejectedError || error instanceof AssociationFailedError) {
-      throw new DeliveryError(`${peer.aeTitle}@${peer.host}:${peer.port}: ${error.message}`);
-    }
+    // Refused, rejected, aborted, unreachable or timed out: all are reasons to retry later.
     throw new DeliveryError(`${peer.aeTitle}@${peer.host}:${peer.port}: ${(error as Error).message}`);
   }
 
@@ -71,11 +69,11 @@ export async function sendReportOnNewAssociation(
     if (!isDeliveredStatus(status)) {
       throw new DeliveryError(`${peer.aeTitle} answered the N-EVENT-REPORT with status 0x${status.toString(16).padStart(4, '0')}`);
     }
+    // Delivered the moment the response arrived; a peer slow to release must not delay the record.
+    void open.release(options.timeoutMs);
     return { roleAnswer: roles ? 'granted' : 'silent' };
   } catch (error) {
     open.abort();
     throw error instanceof DeliveryError ? error : new DeliveryError((error as Error).message);
-  } finally {
-    await open.release(options.timeoutMs);
   }
 }

@@ -1,0 +1,83 @@
+/**
+ * The report sender's extensions of dcmjs-dimse, each against a real peer: roles proposed on the wire,
+ * a granted / silent / refused role told apart, an A-ABORT noticed at once, an error status not taken
+ * for delivery. Real Orthanc shows the lenient-but-conformant case.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { buildEventReport } from '../../src/commitment/report.js';
+import { DeliveryError } from '../../src/dicom/event-report.js';
+import { sendReportOnNewAssociation } from '../../src/dicom/report-sender.js';
+import type { Peer } from '../../src/peers/peer-directory.js';
+import { MisbehavingAcceptor } from '../harness/misbehaving-acceptor.js';
+import { newUid, startOrthanc, type OrthancServer } from '../harness/orthanc.js';
+import '../harness/stack.js';
+
+const CT = '1.2.840.10008.5.1.4.1.1.2';
+const report = () => buildEventReport(newUid(), 'PACS', { committed: [{ sopClassUid: CT, sopInstanceUid: newUid() }], failed: [] });
+const peerAt = (aeTitle: string, port: number): Peer => ({ aeTitle, host: '127.0.0.1', port, tls: false, source: 'file', addresses: ['127.0.0.1'] });
+const lenient = { timeoutMs: 30_000, strictRoleSelection: false, tls: undefined };
+
+describe('report sender against real and misbehaving peers', () => {
+  let acceptor: MisbehavingAcceptor;
+  let orthanc: OrthancServer;
+
+  before(async () => {
+    acceptor = new MisbehavingAcceptor('refuse-scp-role');
+    await acceptor.start();
+    orthanc = await startOrthanc({ name: 'report-target', aet: 'MODALITY', dicomModalities: { stgcmt: { aet: 'STGCMT', host: '127.0.0.1', port: 1 } } });
+  });
+
+  after(async () => {
+    await acceptor?.stop();
+    await orthanc?.stop();
+  });
+
+  it('Orthanc grants the SCP role we propose and takes the report', async () => {
+    const r = report();
+    const delivery = await sendReportOnNewAssociation(peerAt('MODALITY', orthanc.dicomPort), 'STGCMT', r, lenient);
+    assert.equal(delivery.roleAnswer, 'granted');
+    const stored = await orthanc.rest<{ Status: string; RemoteAET: string }>('GET', `/storage-commitment/${r.transactionUid}`);
+    assert.equal(stored.Status, 'Success');
+    assert.equal(stored.RemoteAET, 'STGCMT');
+  });
+
+  it('fails the attempt when the acceptor refuses our SCP role, without sending the report', async () => {
+    acceptor.behavior = 'refuse-scp-role';
+    acceptor.reportsSeen = 0;
+    await assert.rejects(sendReportOnNewAssociation(peerAt('ANY', acceptor.port), 'STGCMT', report(), lenient), /refused our SCP role/);
+    assert.equal(acceptor.reportsSeen, 0);
+  });
+
+  it('tells a silent acceptor (no role item) apart: sends in lenient mode, refuses in strict mode', async () => {
+    acceptor.behavior = 'omit-role-item';
+    acceptor.reportsSeen = 0;
+    const delivery = await sendReportOnNewAssociation(peerAt('ANY', acceptor.port), 'STGCMT', report(), lenient);
+    assert.equal(delivery.roleAnswer, 'silent');
+    assert.equal(acceptor.reportsSeen, 1);
+    await assert.rejects(sendReportOnNewAssociation(peerAt('ANY', acceptor.port), 'STGCMT', report(), { ...lenient, strictRoleSelection: true }), /did not answer our role selection/);
+    assert.equal(acceptor.reportsSeen, 1);
+  });
+
+  it('notices an A-ABORT at once instead of waiting for the 30 s timeout', async () => {
+    for (const behavior of ['abort-on-report', 'abort-on-associate'] as const) {
+      acceptor.behavior = behavior;
+      const started = performance.now();
+      await assert.rejects(sendReportOnNewAssociation(peerAt('ANY', acceptor.port), 'STGCMT', report(), lenient), (error: unknown) => {
+        assert.ok(error instanceof DeliveryError);
+        assert.match(error.message, /abort|closed/i);
+        return true;
+      });
+      assert.ok(performance.now() - started < 10_000, `${behavior}: gave up after ${Math.round(performance.now() - started)} ms`);
+    }
+  });
+
+  it('does not count an error status as delivered', async () => {
+    acceptor.behavior = 'error-status';
+    await assert.rejects(sendReportOnNewAssociation(peerAt('ANY', acceptor.port), 'STGCMT', report(), lenient), /status 0x0110/);
+  });
+
+  it('fails promptly when nobody listens', async () => {
+    await assert.rejects(sendReportOnNewAssociation(peerAt('ANY', 1), 'STGCMT', report(), lenient), (error: unknown) => error instanceof DeliveryError && /ECONNREFUSED/.test(error.message));
+  });
+});
