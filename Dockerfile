@@ -25,6 +25,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY public ./public
 COPY package.json ./
 RUN mkdir -p /var/lib/stgcmt && chown node:node /var/lib/stgcmt
 USER node

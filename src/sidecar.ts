@@ -53,7 +53,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Side
   if (config.peersFromOrthanc) sources.push(() => orthanc.modalities());
   const peersFile = config.peersFile;
   if (peersFile) sources.push(() => readPeerFile(peersFile));
-  const peers = new PeerDirectory(sources);
+  const peers = new PeerDirectory(sources, { load: () => store.loadPeers(), save: (entries) => store.savePeers(entries) });
 
   let retrieveAeTitle: string | undefined;
   const refreshFromOrthanc = async (): Promise<void> => {

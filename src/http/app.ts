@@ -3,6 +3,7 @@
  * API for administrators. It only translates between HTTP and the store/service; it decides nothing.
  */
 import { timingSafeEqual } from 'node:crypto';
+import { resolve } from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -100,6 +101,13 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   app.get('/metrics', async (_req, res) => {
     res.set('Content-Type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+
+  // The dashboard is static files (no build step); it calls /api with the token the user types in.
+  // Two levels up from both src/http and dist/http is the package root.
+  app.use('/dashboard', express.static(resolve(import.meta.dirname, '..', '..', 'public', 'dashboard'), { index: 'index.html' }));
+  app.get('/', (_req, res) => {
+    res.redirect('/dashboard/');
   });
 
   const api = express.Router();

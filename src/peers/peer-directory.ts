@@ -60,8 +60,14 @@ export class PeerDirectory {
   private peers = new Map<string, Peer>();
   private loaded = false;
 
-  /** @param sources each returns its entries; later sources override earlier ones */
-  constructor(private readonly sources: ReadonlyArray<() => Promise<PeerEntry[]>>) {}
+  /**
+   * @param sources each returns its entries; later sources override earlier ones
+   * @param cache where the last good list is kept across restarts (the store)
+   */
+  constructor(
+    private readonly sources: ReadonlyArray<() => Promise<PeerEntry[]>>,
+    private readonly cache?: { load(): PeerEntry[]; save(entries: readonly PeerEntry[]): void },
+  ) {}
 
   find(aeTitle: string): Peer | undefined {
     return this.peers.get(aeTitle.trim());
@@ -80,8 +86,19 @@ export class PeerDirectory {
    * to the caller): a transient Orthanc outage must not make us forget the peers.
    */
   async refresh(): Promise<void> {
-    const lists = await Promise.all(this.sources.map((source) => source()));
-    const merged = mergePeers(...lists);
+    let merged: Map<string, PeerEntry>;
+    try {
+      merged = mergePeers(...(await Promise.all(this.sources.map((source) => source()))));
+    } catch (error) {
+      // Nothing loaded yet in this process: fall back to the list that last loaded, then report.
+      if (!this.loaded && this.cache) await this.install(mergePeers(this.cache.load()));
+      throw error;
+    }
+    await this.install(merged);
+    this.cache?.save([...merged.values()]);
+  }
+
+  private async install(merged: Map<string, PeerEntry>): Promise<void> {
     const next = new Map<string, Peer>();
     await Promise.all(
       [...merged.values()].map(async (entry) => {

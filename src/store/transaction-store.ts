@@ -16,6 +16,7 @@ import {
   type SopReference,
   type Verdict,
 } from '../commitment/types.js';
+import type { PeerEntry } from '../peers/peer-directory.js';
 import { canTransition, type TransactionState } from './states.js';
 
 export interface TransactionRecord {
@@ -133,6 +134,13 @@ CREATE TABLE IF NOT EXISTS delivery_attempts (
   duration_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS delivery_attempts_by_transaction ON delivery_attempts (transaction_id);
+CREATE TABLE IF NOT EXISTS known_peers (
+  ae_title TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  port INTEGER NOT NULL,
+  tls INTEGER NOT NULL,
+  source TEXT NOT NULL
+);
 `;
 
 interface TransactionRow {
@@ -412,6 +420,20 @@ export class TransactionStore {
       this.db.prepare('UPDATE transactions SET expires_at = MAX(expires_at, ?) WHERE id = ?').run(now + ttlMs, id);
       return this.get(id);
     }).immediate();
+  }
+
+  /** The last peer list that loaded, so a restart while Orthanc is down still knows where reports go. */
+  savePeers(peers: readonly PeerEntry[]): void {
+    const insert = this.db.prepare('INSERT INTO known_peers (ae_title, host, port, tls, source) VALUES (?, ?, ?, ?, ?)');
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM known_peers').run();
+      for (const p of peers) insert.run(p.aeTitle, p.host, p.port, p.tls ? 1 : 0, p.source);
+    })();
+  }
+
+  loadPeers(): PeerEntry[] {
+    const rows = this.db.prepare('SELECT ae_title, host, port, tls, source FROM known_peers').all() as Array<{ ae_title: string; host: string; port: number; tls: number; source: PeerEntry['source'] }>;
+    return rows.map((r) => ({ aeTitle: r.ae_title, host: r.host, port: r.port, tls: r.tls === 1, source: r.source }));
   }
 
   /** Deletes finished transactions received before the cutoff; returns how many. */
