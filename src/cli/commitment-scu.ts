@@ -4,6 +4,7 @@
  * client beside Orthanc.
  */
 import { ACTION_TYPE_REQUEST_COMMITMENT, STORAGE_COMMITMENT_SOP_CLASS, STORAGE_COMMITMENT_SOP_INSTANCE, VERIFICATION_SOP_CLASS, type SopReference } from '../commitment/types.js';
+import { commitmentElements } from '../dicom/dataset-reader.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, encodeCommitmentDataset } from '../dicom/dataset-writer.js';
 import { acceptedCommitmentTransferSyntax } from '../dicom/event-report.js';
 import { Dataset, PreEncodedDataset, pruneWhenDone, requests, responses, type NEventReportRequest } from '../dicom/dimse.js';
@@ -98,7 +99,7 @@ export function acceptReportsOn(open: OpenAssociation, onReport: (report: Receiv
   open.network.on('nEventReportRequest', (request: NEventReportRequest, callback: (response: InstanceType<typeof responses.NEventReportResponse>) => void) => {
     const response = responses.NEventReportResponse.fromRequest(request);
     try {
-      const report = parseEventReport(request.getEventTypeId(), request.getDataset()?.getElements() ?? {});
+      const report = parseEventReport(request.getEventTypeId(), commitmentElements(request.getDataset()) ?? {});
       response.setStatus(0);
       callback(response);
       onReport({ ...report, via: 'same-association' });

@@ -6,8 +6,9 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { STORAGE_COMMITMENT_SOP_CLASS, VERIFICATION_SOP_CLASS } from '../commitment/types.js';
+import { commitmentElements } from '../dicom/dataset-reader.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/dataset-writer.js';
-import { constants, internals, responses, Scp, type Association, type NEventReportRequest } from '../dicom/dimse.js';
+import { constants, DEFER_PARSING, internals, responses, Scp, type Association, type NEventReportRequest } from '../dicom/dimse.js';
 import { parseEventReport, type ReceivedReport } from './report-parser.js';
 
 export interface ReceivedReportEvent extends ReceivedReport {
@@ -110,7 +111,7 @@ export class ReportReceiver extends EventEmitter<{ report: [ReceivedReportEvent]
         const association = internals(this).association!;
         try {
           const report: ReceivedReportEvent = {
-            ...parseEventReport(request.getEventTypeId(), request.getDataset()?.getElements() ?? {}),
+            ...parseEventReport(request.getEventTypeId(), commitmentElements(request.getDataset()) ?? {}),
             via: 'new-association',
             callingAeTitle: association.getCallingAeTitle().trim(),
             calledAeTitle: association.getCalledAeTitle().trim(),
@@ -131,7 +132,7 @@ export class ReportReceiver extends EventEmitter<{ report: [ReceivedReportEvent]
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
       socket.on('error', () => undefined);
-      const scp = new ReceiverScp(socket, {});
+      const scp = new ReceiverScp(socket, { datasetReadOptions: DEFER_PARSING });
       scp.on('networkError', () => socket.destroy());
     });
     const server = this.server;

@@ -32,6 +32,7 @@ export interface NetworkOptions {
   pduTimeout?: number;
   logCommandDatasets?: boolean;
   logDatasets?: boolean;
+  datasetReadOptions?: Record<string, unknown>;
 }
 
 /**
@@ -57,6 +58,30 @@ export function pruneWhenDone(network: Scp, request: Request): void {
     const index = pending.indexOf(request);
     if (index >= 0) pending.splice(index, 1);
   });
+}
+
+/**
+ * Opt-in deferred parsing, a small patch to dcmjs-dimse's Dataset: when a Network is created with
+ * `datasetReadOptions: DEFER_PARSING`, a received dataset keeps its raw bytes instead of being naturalized
+ * by dcmjs (superlinear in time for long sequences, and blocking). datasetElements() then reads it with
+ * our linear reader. Other networks and datasets behave exactly as before.
+ */
+export const DEFER_PARSING = Object.freeze({ deferParsing: true });
+const RAW = Symbol('raw dataset bytes');
+type DeferrableDataset = Dataset & { [RAW]?: Buffer; _fromElementsBuffer(buffer: Buffer, ts: string, options: Record<string, unknown>): Record<string, unknown> };
+const datasetPrototype = Dataset.prototype as DeferrableDataset;
+const naturalize = datasetPrototype._fromElementsBuffer;
+datasetPrototype._fromElementsBuffer = function (this: DeferrableDataset, buffer, ts, options) {
+  if (options?.['deferParsing'] === true) {
+    this[RAW] = buffer;
+    return {};
+  }
+  return naturalize.call(this, buffer, ts, options);
+};
+
+/** The raw bytes of a dataset received with DEFER_PARSING, or undefined for an ordinary dataset. */
+export function rawDatasetBytes(dataset: Dataset | undefined): Buffer | undefined {
+  return dataset ? (dataset as DeferrableDataset)[RAW] : undefined;
 }
 
 /**

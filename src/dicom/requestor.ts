@@ -5,7 +5,7 @@
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { association as dimseAssociation, Network, type Association, type NetworkInstance } from './dimse.js';
+import { association as dimseAssociation, DEFER_PARSING, Network, type Association, type NetworkInstance } from './dimse.js';
 
 export interface ProposedContext {
   readonly abstractSyntax: string;
@@ -67,7 +67,8 @@ export function openAssociation(options: RequestorOptions): Promise<OpenAssociat
   const socket: Socket = options.tls
     ? tlsConnect({ host: options.host, port: options.port, ...options.tls })
     : netConnect({ host: options.host, port: options.port });
-  const network = new Network(socket, { connectTimeout: options.timeoutMs, associationTimeout: options.timeoutMs, pduTimeout: options.timeoutMs });
+  // Datasets we receive as requestor are Storage Commitment reports: our reader parses them (DEFER_PARSING).
+  const network = new Network(socket, { connectTimeout: options.timeoutMs, associationTimeout: options.timeoutMs, pduTimeout: options.timeoutMs, datasetReadOptions: DEFER_PARSING });
 
   return new Promise<OpenAssociation>((resolve, reject) => {
     let settled = false;

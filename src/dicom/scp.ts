@@ -10,6 +10,7 @@ import { DimseStatus, type CommitmentRequest, type DimseStatusCode } from '../co
 import type { Peer } from '../peers/peer-directory.js';
 import {
   constants,
+  DEFER_PARSING,
   internals,
   responses,
   Scp,
@@ -19,6 +20,7 @@ import {
   type NetworkOptions,
   type NEventReportRequest,
 } from './dimse.js';
+import { commitmentElements } from './dataset-reader.js';
 import { sendEventReport } from './event-report.js';
 import { answerPresentationContexts, decideAssociation, type AcceptancePolicy } from './negotiation.js';
 import { PduGuard } from './pdu-guard.js';
@@ -68,7 +70,8 @@ export class StorageCommitmentScp extends Scp {
     private readonly context: ScpContext,
     private readonly overCapacity: boolean,
   ) {
-    super(socket, options);
+    // Our linear reader parses the Action Information (see DEFER_PARSING), not dcmjs.
+    super(socket, { ...options, datasetReadOptions: DEFER_PARSING });
     this.log = context.logger.child({ remote: socket.remoteAddress });
     const guard = new PduGuard(context.maxPduLength);
     // Runs before dcmjs-dimse's own reader, so an oversized PDU is refused before it is buffered.
@@ -129,12 +132,22 @@ export class StorageCommitmentScp extends Scp {
       callback(response);
       return;
     }
+    let dataset: Record<string, unknown> | undefined;
+    try {
+      dataset = commitmentElements(request.getDataset());
+    } catch (error) {
+      this.log.warn({ callingAet: peer.aeTitle, err: (error as Error).message }, 'N-ACTION refused: unreadable Action Information');
+      response.setStatus(DimseStatus.InvalidArgumentValue);
+      response.setErrorComment('Malformed Action Information');
+      callback(response);
+      return;
+    }
     const parsed = parseCommitmentRequest(
       {
         sopClassUid: request.getRequestedSopClassUid(),
         sopInstanceUid: request.getRequestedSopInstanceUid(),
         actionTypeId: request.getActionTypeId(),
-        dataset: request.getDataset()?.getElements(),
+        dataset,
       },
       { maxInstances: this.context.maxInstances },
     );
