@@ -26,6 +26,7 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY public ./public
+COPY docs/openapi.yaml ./docs/openapi.yaml
 COPY package.json ./
 RUN mkdir -p /var/lib/stgcmt && chown node:node /var/lib/stgcmt
 USER node

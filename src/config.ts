@@ -36,7 +36,7 @@ export const settings = {
   peersFile: { env: 'STGCMT_PEERS_FILE', schema: z.string().optional(), default: undefined },
   peersFromOrthanc: { env: 'STGCMT_PEERS_FROM_ORTHANC', schema: bool, default: true },
   peersRefresh: { env: 'STGCMT_PEERS_REFRESH', schema: duration, default: '60s' },
-  checkPeerHost: { env: 'STGCMT_CHECK_PEER_HOST', schema: bool, default: false },
+  checkPeerHost: { env: 'STGCMT_CHECK_PEER_HOST', schema: bool, default: true },
   verifyPolicy: { env: 'STGCMT_VERIFY', schema: z.enum(['exists', 'md5']), default: 'exists' },
   arrivalWait: { env: 'STGCMT_ARRIVAL_WAIT', schema: duration, default: '30s' },
   verifyTimeout: { env: 'STGCMT_VERIFY_TIMEOUT', schema: duration, default: '10m' },
@@ -58,7 +58,6 @@ export const settings = {
   tlsKey: { env: 'STGCMT_TLS_KEY', schema: z.string().optional(), default: undefined },
   tlsCa: { env: 'STGCMT_TLS_CA', schema: z.string().optional(), default: undefined },
   tlsRequireClientCert: { env: 'STGCMT_TLS_REQUIRE_CLIENT_CERT', schema: bool, default: false },
-  reportTls: { env: 'STGCMT_REPORT_TLS', schema: bool, default: false },
 } as const;
 
 type Settings = typeof settings;

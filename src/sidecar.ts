@@ -68,7 +68,8 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Side
   logger.info({ peers: peers.list().map((p) => `${p.aeTitle}@${p.host}:${p.port}`), retrieveAeTitle }, 'peers loaded');
 
   const tls = tlsFiles(config);
-  const reportTls: ConnectionOptions | undefined = config.reportTls || config.tlsCa ? { ...tls, rejectUnauthorized: true } : undefined;
+  // Reports to a peer marked for TLS present our certificate and check the peer's against STGCMT_TLS_CA.
+  const reportTls: ConnectionOptions = { ...tls, rejectUnauthorized: true };
   const logChild = (component: string): Logger => logger.child({ component });
 
   const service = new CommitmentService(

@@ -109,6 +109,9 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.get('/', (_req, res) => {
     res.redirect('/dashboard/');
   });
+  app.get('/openapi.yaml', (_req, res) => {
+    res.type('application/yaml').sendFile(resolve(import.meta.dirname, '..', '..', 'docs', 'openapi.yaml'));
+  });
 
   const api = express.Router();
   api.use(requireToken(deps.apiToken));
