@@ -3,6 +3,7 @@
  * on a new one (through a ReportReceiver). Used by the stgcmt-scu command and by the tests as a second
  * client beside Orthanc.
  */
+import type { ConnectionOptions } from 'node:tls';
 import { ACTION_TYPE_REQUEST_COMMITMENT, STORAGE_COMMITMENT_SOP_CLASS, STORAGE_COMMITMENT_SOP_INSTANCE, VERIFICATION_SOP_CLASS, type SopReference } from '../commitment/types.js';
 import { commitmentElements } from '../dicom/dataset-reader.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, encodeCommitmentDataset } from '../dicom/dataset-writer.js';
@@ -20,6 +21,8 @@ export interface ScuTarget {
   readonly timeoutMs: number;
   /** Transfer syntaxes to propose for Storage Commitment (default: explicit and implicit VR LE). */
   readonly transferSyntaxes?: readonly string[];
+  /** Present to connect with DICOM TLS. */
+  readonly tls?: ConnectionOptions;
 }
 
 export interface NActionSpec {
@@ -48,6 +51,7 @@ export function connect(target: ScuTarget): Promise<OpenAssociation> {
     callingAeTitle: target.callingAeTitle,
     calledAeTitle: target.calledAeTitle,
     timeoutMs: target.timeoutMs,
+    ...(target.tls ? { tls: target.tls } : {}),
     contexts: [
       { abstractSyntax: STORAGE_COMMITMENT_SOP_CLASS, transferSyntaxes: target.transferSyntaxes ?? [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN] },
       { abstractSyntax: VERIFICATION_SOP_CLASS, transferSyntaxes: [IMPLICIT_VR_LITTLE_ENDIAN] },

@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { STORAGE_COMMITMENT_SOP_CLASS, VERIFICATION_SOP_CLASS } from '../commitment/types.js';
 import { commitmentElements } from '../dicom/dataset-reader.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/dataset-writer.js';
@@ -25,6 +26,8 @@ export interface ReportReceiverOptions {
   readonly port: number;
   readonly host?: string;
   readonly strictRoles: boolean;
+  /** Present to accept report associations over DICOM TLS only. */
+  readonly tls?: TlsOptions;
 }
 
 export interface RejectedContext {
@@ -128,13 +131,14 @@ export class ReportReceiver extends EventEmitter<{ report: [ReceivedReportEvent]
       }
     }
 
-    this.server = createServer((socket) => {
+    const onConnection = (socket: Socket): void => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
       socket.on('error', () => undefined);
       const scp = new ReceiverScp(socket, { datasetReadOptions: DEFER_PARSING });
       scp.on('networkError', () => socket.destroy());
-    });
+    };
+    this.server = options.tls ? createTlsServer(options.tls, onConnection) : createServer(onConnection);
     const server = this.server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
