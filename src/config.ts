@@ -40,6 +40,7 @@ export const settings = {
   verifyPolicy: { env: 'STGCMT_VERIFY', schema: z.enum(['exists', 'md5']), default: 'exists' },
   arrivalWait: { env: 'STGCMT_ARRIVAL_WAIT', schema: duration, default: '30s' },
   verifyTimeout: { env: 'STGCMT_VERIFY_TIMEOUT', schema: duration, default: '10m' },
+  indexBackfill: { env: 'STGCMT_INDEX_BACKFILL', schema: z.coerce.number().int().min(0), default: 100000 },
   lookupBatchSize: { env: 'STGCMT_LOOKUP_BATCH', schema: positiveInt, default: 250 },
   lookupConcurrency: { env: 'STGCMT_LOOKUP_CONCURRENCY', schema: positiveInt, default: 4 },
   reportTtl: { env: 'STGCMT_REPORT_TTL', schema: duration, default: '24h' },

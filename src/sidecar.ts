@@ -10,11 +10,12 @@ import type { Config } from './config.js';
 import { DicomListener } from './dicom/listener.js';
 import { sendReportOnNewAssociation } from './dicom/report-sender.js';
 import { createHttpApp } from './http/app.js';
-import { ArrivalWatcher } from './jobs/arrival-watcher.js';
+import { ChangesFollower } from './jobs/changes-follower.js';
 import { Scheduler } from './jobs/schedules.js';
 import { routeDimseLogs } from './log.js';
 import { Metrics } from './metrics/metrics.js';
 import { OrthancClient } from './orthanc/client.js';
+import { UidIndex } from './orthanc/uid-index.js';
 import { PeerDirectory, readPeerFile, type PeerEntry } from './peers/peer-directory.js';
 import { TransactionStore } from './store/transaction-store.js';
 import { CommitmentService } from './transactions/commitment-service.js';
@@ -40,6 +41,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Side
   const now = (): number => Date.now();
   const metrics = new Metrics();
   const store = TransactionStore.open(config.dataDir, { synchronous: config.dbSync });
+  const uidIndex = UidIndex.open(config.dataDir);
   const orthanc = new OrthancClient({
     baseUrl: config.orthancUrl,
     username: config.orthancUsername,
@@ -72,9 +74,13 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Side
   const reportTls: ConnectionOptions = { ...tls, rejectUnauthorized: true };
   const logChild = (component: string): Logger => logger.child({ component });
 
+  // The service and the follower need each other: the follower wakes waiting transactions, verifications
+  // ask the follower to catch up first.
+  let onNewInstances = (): void => undefined;
+  const follower = new ChangesFollower(orthanc, uidIndex, () => onNewInstances(), { orthancUrl: config.orthancUrl, backfillChanges: config.indexBackfill, maxPagesPerPoll: 20 }, logChild('changes'));
   const service = new CommitmentService(
     store,
-    { store, orthanc, policy: config.verifyPolicy, logger: logChild('verifier'), now },
+    { store, orthanc, index: { uids: uidIndex, catchUp: () => follower.poll() }, policy: config.verifyPolicy, logger: logChild('verifier'), now },
     {
       store,
       findPeer: (aeTitle) => peers.find(aeTitle),
@@ -114,6 +120,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Side
     logChild('dicom'),
   );
   metrics.countOpenAssociations = () => listener.openAssociations;
+  onNewInstances = () => service.onNewInstances();
 
   // Resume before listening: work left by a crash or restart goes out first.
   service.resume();
@@ -146,11 +153,10 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Side
   const httpPort = typeof httpAddress === 'object' && httpAddress ? httpAddress.port : config.httpPort;
   logger.info({ httpPort }, 'HTTP API up');
 
-  const watcher = new ArrivalWatcher(orthanc, () => service.waitingForArrivals, () => service.onNewInstances(), logChild('arrivals'));
   const scheduler = new Scheduler(logChild('jobs'));
   scheduler.start([
     { name: 'resume-due-work', everyMs: 1000, run: () => service.resume() },
-    { name: 'follow-arrivals', everyMs: 1000, run: () => watcher.poll() },
+    { name: 'follow-changes', everyMs: 1000, run: () => follower.poll() },
     { name: 'expire-reports', everyMs: 5000, run: () => service.expireOverdue() },
     { name: 'refresh-peers', everyMs: config.peersRefresh, run: refreshFromOrthanc },
     { name: 'purge-finished', everyMs: 3600 * 1000, run: () => logger.info({ purged: service.purgeFinished() }, 'purged finished transactions') },
@@ -168,6 +174,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Side
       await service.stop();
       await new Promise<void>((resolve) => httpServer.close(() => resolve()));
       store.close();
+      uidIndex.close();
       logger.info('stopped');
     },
   };

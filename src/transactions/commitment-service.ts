@@ -103,9 +103,13 @@ export class CommitmentService implements CommitmentIntake {
     this.metrics.transactions.inc({ outcome: record.failedCount ? 'failed' : 'committed' });
     const log = this.logger.child({ transactionUid: record.transactionUid, callingAet: record.callingAeTitle });
     log.info({ committed: record.committedCount, failed: record.failedCount, eventTypeId: record.eventTypeId, verifyMs: record.verifiedAt - record.receivedAt }, 'transaction verified');
+    // One counter update per result, not per instance: a transaction may hold 100,000 instances.
+    const results = new Map<string, number>();
     for (const instance of this.store.instances(id)) {
-      this.metrics.instances.inc({ result: instance.outcome === 'committed' ? 'committed' : `0x${(instance.failureReason ?? 0).toString(16).padStart(4, '0')}` });
+      const result = instance.outcome === 'committed' ? 'committed' : `0x${(instance.failureReason ?? 0).toString(16).padStart(4, '0')}`;
+      results.set(result, (results.get(result) ?? 0) + 1);
     }
+    for (const [result, count] of results) this.metrics.instances.inc({ result }, count);
   }
 
   private deliver(id: number): Promise<void> {
@@ -122,11 +126,6 @@ export class CommitmentService implements CommitmentIntake {
   /** Wakes the waiting transactions whose instances may have arrived (the changes feed saw new ones). */
   onNewInstances(): void {
     for (const [id, wait] of this.waiting) if (wait.waitingFor === 'arrival') this.process(id);
-  }
-
-  get waitingForArrivals(): boolean {
-    for (const wait of this.waiting.values()) if (wait.waitingFor === 'arrival') return true;
-    return false;
   }
 
   /** One timer for the earliest recheck, so a window's end is judged on time rather than at the next tick. */

@@ -7,15 +7,21 @@ import type { Logger } from 'pino';
 import { judgeInstance, type InstanceFinding, type Judgement } from '../commitment/verdict.js';
 import type { FailureReasonCode } from '../commitment/types.js';
 import type { OrthancClient } from '../orthanc/client.js';
+import type { UidIndex } from '../orthanc/uid-index.js';
 import type { InstanceRecord, TransactionStore } from '../store/transaction-store.js';
 
 export interface VerifierDeps {
   readonly store: TransactionStore;
   readonly orthanc: OrthancClient;
+  /** UID -> Orthanc ID hints, and a way to bring them up to date first (the changes follower). */
+  readonly index?: { readonly uids: UidIndex; readonly catchUp: () => Promise<void> };
   readonly policy: 'exists' | 'md5';
   readonly logger: Logger;
   readonly now: () => number;
 }
+
+/** How long a verification waits for the changes feed before looking up with the hints it has. */
+const CATCH_UP_LIMIT_MS = 2000;
 
 export type VerificationProgress =
   /** verifiedNow: this call completed the verdict (false when there was nothing left to do). */
@@ -24,7 +30,18 @@ export type VerificationProgress =
 
 async function findInstances(deps: VerifierDeps, undecided: readonly InstanceRecord[]): Promise<Map<string, InstanceFinding> | undefined> {
   try {
-    const stored = await deps.orthanc.lookupInstances(undecided.map((i) => i.sopInstanceUid));
+    const uids = undecided.map((i) => i.sopInstanceUid);
+    let hints: Map<string, string> | undefined;
+    if (deps.index) {
+      // Index what Orthanc received up to now (bounded), so that just-stored instances need no search.
+      await Promise.race([deps.index.catchUp(), new Promise((resolve) => setTimeout(resolve, CATCH_UP_LIMIT_MS).unref())]);
+      hints = deps.index.uids.find(uids);
+    }
+    const stored = await deps.orthanc.lookupInstances(uids, hints);
+    if (hints) {
+      const stale = [...hints].filter(([uid, id]) => stored.get(uid)?.orthancId !== id).map(([uid]) => uid);
+      if (stale.length > 0) deps.index!.uids.forget(stale);
+    }
     let integrity: Map<string, 'ok' | 'corrupt'> | undefined;
     if (deps.policy === 'md5') {
       // Only instances that would otherwise be committed need their file re-read.
