@@ -149,6 +149,18 @@ describe('storage commitment end to end', () => {
     assert.deepEqual(body.deliveryAttemptLog.map((a) => [a.via, a.ok]), [['new-association', true]]);
   });
 
+  it('never commits an instance deleted from Orthanc after the UID index saw it arrive', async () => {
+    const [kept, deleted] = await createInstances(stack.pacs, 2, { sopClassUid: CT });
+    // Let the changes follower index both (it polls every second), then delete one behind its back:
+    // Orthanc 1.10.1 does not log deletions in /changes, so the index still points at it.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await stack.pacs.rest('DELETE', `/instances/${deleted!.orthancId}`);
+    const result = await storageCommitment(stack.modality, stack.sidecarModalityName, [kept!, deleted!]);
+    assert.equal(result.status, 'Failure');
+    assert.deepEqual(result.raw.Success?.map((s) => s.SOPInstanceUID), [kept!.sopInstanceUid]);
+    assert.deepEqual(result.raw.Failures?.map((f) => [f.SOPInstanceUID, f.FailureReason]), [[deleted!.sopInstanceUid, FailureReason.NoSuchObjectInstance]]);
+  });
+
   for (const count of [300, 3000]) {
     it(`commits ${count} instances end to end through Orthanc's SCU`, async (t) => {
       const batch = await createInstances(stack.pacs, count, { sopClassUid: CT });
