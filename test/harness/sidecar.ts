@@ -18,6 +18,11 @@ export interface SidecarOptions {
   readonly dataDir?: string;
   readonly dicomPort?: number;
   readonly httpPort?: number;
+  /**
+   * 'src' (default) runs the TypeScript entry through tsx, as the tests do; 'dist' runs the compiled
+   * `npm start` entry (build first), which is what to measure memory and speed on.
+   */
+  readonly entry?: 'src' | 'dist';
 }
 
 export interface SidecarProcess {
@@ -79,7 +84,8 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
 
   const launch = async (): Promise<void> => {
     const log = createWriteStream(logFile, { flags: 'a' });
-    child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'main.ts')], {
+    const args = options.entry === 'dist' ? [join(ROOT, 'dist', 'main.js')] : ['--import', 'tsx', join(ROOT, 'src', 'main.ts')];
+    child = spawn(process.execPath, args, {
       cwd: ROOT,
       env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -31,6 +31,8 @@ export interface StackOptions {
   readonly peers?: readonly TestPeer[];
   readonly sidecarEnv?: Record<string, string>;
   readonly pacsConfig?: Record<string, unknown>;
+  /** Which sidecar entry to run (see SidecarOptions.entry). */
+  readonly sidecarEntry?: 'src' | 'dist';
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -57,7 +59,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   writeFileSync(peersFile, JSON.stringify({ peers: (options.peers ?? []).map((p) => ({ aet: p.aet, host: '127.0.0.1', port: p.port })) }));
   let sidecar: SidecarProcess;
   try {
-    sidecar = await startSidecar({ orthancUrl: pacs.url, dicomPort: sidecarDicom, env: { STGCMT_PEERS_FILE: peersFile, ...options.sidecarEnv } });
+    sidecar = await startSidecar({ orthancUrl: pacs.url, dicomPort: sidecarDicom, entry: options.sidecarEntry, env: { STGCMT_PEERS_FILE: peersFile, ...options.sidecarEnv } });
   } catch (error) {
     await Promise.all([pacs.stop(), modality.stop()]);
     throw error;
