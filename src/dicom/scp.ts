@@ -23,7 +23,7 @@ import {
 import { commitmentElements } from './dataset-reader.js';
 import { sendEventReport } from './event-report.js';
 import { answerPresentationContexts, decideAssociation, type AcceptancePolicy } from './negotiation.js';
-import { PduGuard } from './pdu-guard.js';
+import { limitsFor, PduGuard } from './pdu-guard.js';
 
 /** The modality's own association, usable for the report while it stays open. */
 export interface ReportChannel {
@@ -73,7 +73,7 @@ export class StorageCommitmentScp extends Scp {
     // Our linear reader parses the Action Information (see DEFER_PARSING), not dcmjs.
     super(socket, { ...options, datasetReadOptions: DEFER_PARSING });
     this.log = context.logger.child({ remote: socket.remoteAddress });
-    const guard = new PduGuard(context.maxPduLength);
+    const guard = new PduGuard(limitsFor(context.maxPduLength, context.maxInstances));
     // Runs before dcmjs-dimse's own reader, so an oversized PDU is refused before it is buffered.
     socket.prependListener('data', (chunk: Buffer) => {
       const problem = guard.inspect(chunk);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import cron from 'node-cron';
-import { PduGuard } from '../../src/dicom/pdu-guard.js';
+import { limitsFor, PduGuard } from '../../src/dicom/pdu-guard.js';
 import { everyInterval } from '../../src/jobs/cron-expression.js';
 import { mergePeers, peerMatchesAddress, type Peer } from '../../src/peers/peer-directory.js';
 import { retryDelay } from '../../src/transactions/backoff.js';
@@ -13,21 +13,77 @@ function pduHeader(type: number, length: number): Buffer {
   return b;
 }
 
+function pdv(control: number, value: Buffer): Buffer {
+  const b = Buffer.alloc(6);
+  b.writeUInt32BE(value.length + 2, 0);
+  b.writeUInt8(1, 4);
+  b.writeUInt8(control, 5);
+  return Buffer.concat([b, value]);
+}
+
+function pData(...items: Buffer[]): Buffer {
+  const body = Buffer.concat(items);
+  return Buffer.concat([pduHeader(0x04, body.length), body]);
+}
+
+const associateRq = Buffer.concat([pduHeader(0x01, 10), Buffer.alloc(10)]);
+const limits = { maxPduLength: 1000, maxCommandBytes: 100, maxDatasetBytes: 500 };
+
 describe('PduGuard', () => {
-  it('lets well-formed PDUs through, across chunk boundaries', () => {
-    const guard = new PduGuard(1000);
-    const stream = Buffer.concat([pduHeader(0x01, 10), Buffer.alloc(10), pduHeader(0x04, 1000), Buffer.alloc(1000), pduHeader(0x05, 4), Buffer.alloc(4)]);
-    for (let i = 0; i < stream.length; i += 7) assert.equal(guard.inspect(stream.subarray(i, i + 7)), undefined);
+  it('lets a well-formed conversation through, split at every byte boundary', () => {
+    const stream = Buffer.concat([
+      associateRq,
+      pData(pdv(0x03, Buffer.alloc(80))),
+      pData(pdv(0x00, Buffer.alloc(300)), pdv(0x02, Buffer.alloc(150))),
+      pduHeader(0x05, 4),
+      Buffer.alloc(4),
+    ]);
+    for (const step of [1, 7, 64, stream.length]) {
+      const guard = new PduGuard(limits);
+      for (let i = 0; i < stream.length; i += step) assert.equal(guard.inspect(stream.subarray(i, i + step)), undefined, `step ${step}`);
+    }
   });
 
   it('refuses a P-DATA-TF longer than advertised before its body arrives', () => {
-    assert.match(new PduGuard(1000).inspect(pduHeader(0x04, 2 ** 31)) ?? '', /exceeds our maximum/);
+    const guard = new PduGuard(limits);
+    assert.equal(guard.inspect(associateRq), undefined);
+    assert.match(guard.inspect(pduHeader(0x04, 2 ** 31)) ?? '', /exceeds our maximum/);
   });
 
-  it('refuses unknown PDU types and odd release/abort lengths', () => {
-    assert.match(new PduGuard(1000).inspect(Buffer.from('GET / HTTP/1.1\r\n')) ?? '', /unknown PDU type/);
-    assert.match(new PduGuard(1000).inspect(pduHeader(0x07, 100)) ?? '', /expected 4/);
-    assert.match(new PduGuard(1000).inspect(pduHeader(0x01, 50 * 1024 * 1024)) ?? '', /implausibly large/);
+  it('adds up the fragments of one message: an endless data set is refused', () => {
+    const guard = new PduGuard(limits);
+    guard.inspect(associateRq);
+    assert.equal(guard.inspect(pData(pdv(0x03, Buffer.alloc(50)))), undefined);
+    assert.equal(guard.inspect(pData(pdv(0x00, Buffer.alloc(400)))), undefined);
+    assert.match(guard.inspect(pData(pdv(0x00, Buffer.alloc(400)))) ?? '', /data set over 500 bytes/);
+    const commands = new PduGuard(limits);
+    commands.inspect(associateRq);
+    assert.match(commands.inspect(pData(pdv(0x01, Buffer.alloc(60)), pdv(0x01, Buffer.alloc(60)))) ?? '', /command set over 100/);
+  });
+
+  it('refuses PDV items that do not fit their PDU', () => {
+    const guard = new PduGuard(limits);
+    guard.inspect(associateRq);
+    const bad = pData(pdv(0x02, Buffer.alloc(10)));
+    bad.writeUInt32BE(500, 6);
+    assert.match(guard.inspect(bad) ?? '', /does not fit/);
+  });
+
+  it('refuses unknown types, PDUs a requestor never sends, and anything before A-ASSOCIATE-RQ', () => {
+    assert.match(new PduGuard(limits).inspect(Buffer.from('GET / HTTP/1.1\r\n')) ?? '', /unknown PDU type/);
+    assert.match(new PduGuard(limits).inspect(pduHeader(0x05, 4)) ?? '', /before any A-ASSOCIATE-RQ/);
+    assert.match(new PduGuard(limits).inspect(pduHeader(0x03, 4)) ?? '', /never sent to an acceptor/);
+    const twice = new PduGuard(limits);
+    twice.inspect(associateRq);
+    assert.match(twice.inspect(associateRq) ?? '', /second A-ASSOCIATE-RQ/);
+    const release = new PduGuard(limits);
+    release.inspect(associateRq);
+    assert.match(release.inspect(pduHeader(0x07, 100)) ?? '', /expected 4/);
+    assert.match(new PduGuard(limits).inspect(pduHeader(0x01, 50 * 1024 * 1024)) ?? '', /implausibly large/);
+  });
+
+  it('sizes the data set limit from the instance cap', () => {
+    assert.ok(limitsFor(262144, 200_000).maxDatasetBytes > 200_000 * 152);
   });
 });
 
