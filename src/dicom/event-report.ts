@@ -9,6 +9,15 @@ import { constants, internals, PreEncodedDataset, pruneWhenDone, requests, type 
 
 export class DeliveryError extends Error {}
 
+/**
+ * How long to wait for the N-EVENT-REPORT-RSP: the base timeout plus 1 ms per listed instance, because a
+ * receiver's work grows with the report (Orthanc 1.10.1 needs 45-90 s to answer a 100,000-item report,
+ * and a timed-out attempt that the receiver did process would be sent again and again).
+ */
+export function responseTimeoutFor(report: EventReport, baseMs: number): number {
+  return baseMs + report.referenced.length + report.failed.length;
+}
+
 /** Status classes of PS3.7 C: Success and Warning both mean the peer took the report. */
 export function isDeliveredStatus(status: number): boolean {
   return status === 0x0000 || status === 0x0001 || (status & 0xf000) === 0xb000;

@@ -8,7 +8,7 @@ import type { EventReport } from '../commitment/report.js';
 import { STORAGE_COMMITMENT_SOP_CLASS } from '../commitment/types.js';
 import type { Peer } from '../peers/peer-directory.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from './dataset-writer.js';
-import { DeliveryError, isDeliveredStatus, sendEventReport } from './event-report.js';
+import { DeliveryError, isDeliveredStatus, responseTimeoutFor, sendEventReport } from './event-report.js';
 import { openAssociation } from './requestor.js';
 
 export interface ReportSenderOptions {
@@ -47,6 +47,7 @@ export async function sendReportOnNewAssociation(
       callingAeTitle,
       calledAeTitle: peer.aeTitle,
       timeoutMs: options.timeoutMs,
+      idleTimeoutMs: responseTimeoutFor(report, options.timeoutMs),
       tls: peer.tls ? (options.tls ?? {}) : undefined,
       contexts: [
         {
@@ -65,7 +66,7 @@ export async function sendReportOnNewAssociation(
     const roles = open.grantedRoles(STORAGE_COMMITMENT_SOP_CLASS);
     if (roles && !roles.scp) throw new DeliveryError(`${peer.aeTitle} refused our SCP role for Storage Commitment`);
     if (!roles && options.strictRoleSelection) throw new DeliveryError(`${peer.aeTitle} did not answer our role selection (strict mode)`);
-    const status = await sendEventReport(open.network, report, options.timeoutMs);
+    const status = await sendEventReport(open.network, report, responseTimeoutFor(report, options.timeoutMs));
     if (!isDeliveredStatus(status)) {
       throw new DeliveryError(`${peer.aeTitle} answered the N-EVENT-REPORT with status 0x${status.toString(16).padStart(4, '0')}`);
     }

@@ -21,6 +21,8 @@ export interface RequestorOptions {
   readonly calledAeTitle: string;
   readonly contexts: readonly ProposedContext[];
   readonly timeoutMs: number;
+  /** Longest silence from the peer once associated (dcmjs-dimse's PDU timeout); default timeoutMs. */
+  readonly idleTimeoutMs?: number;
   /** Present to connect with TLS. */
   readonly tls?: ConnectionOptions;
 }
@@ -68,7 +70,12 @@ export function openAssociation(options: RequestorOptions): Promise<OpenAssociat
     ? tlsConnect({ host: options.host, port: options.port, ...options.tls })
     : netConnect({ host: options.host, port: options.port });
   // Datasets we receive as requestor are Storage Commitment reports: our reader parses them (DEFER_PARSING).
-  const network = new Network(socket, { connectTimeout: options.timeoutMs, associationTimeout: options.timeoutMs, pduTimeout: options.timeoutMs, datasetReadOptions: DEFER_PARSING });
+  const network = new Network(socket, {
+    connectTimeout: options.timeoutMs,
+    associationTimeout: options.timeoutMs,
+    pduTimeout: options.idleTimeoutMs ?? options.timeoutMs,
+    datasetReadOptions: DEFER_PARSING,
+  });
 
   return new Promise<OpenAssociation>((resolve, reject) => {
     let settled = false;

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { buildEventReport, type EventReport } from '../commitment/report.js';
-import { DeliveryError, isDeliveredStatus } from '../dicom/event-report.js';
+import { DeliveryError, isDeliveredStatus, responseTimeoutFor } from '../dicom/event-report.js';
 import type { ReportChannel } from '../dicom/scp.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Peer } from '../peers/peer-directory.js';
@@ -52,9 +52,10 @@ export async function deliverTransaction(deps: DelivererDeps, record: Transactio
   const report = buildEventReport(record.transactionUid, deps.retrieveAeTitle(), deps.store.verdict(record.id));
   const log = deps.logger.child({ transactionUid: record.transactionUid, callingAet: record.callingAeTitle, eventTypeId: report.eventTypeId });
 
+  log.info({ attempt: record.deliveryAttempts + 1, sameAssociation: channel?.isOpen() ?? false, committed: report.referenced.length, failed: report.failed.length }, 'delivering report');
   if (channel?.isOpen()) {
     const result = await attempt(deps, 'same-association', async () => {
-      const status = await channel.send(report, deps.timeoutMs);
+      const status = await channel.send(report, responseTimeoutFor(report, deps.timeoutMs));
       if (!isDeliveredStatus(status)) throw new DeliveryError(`peer answered status 0x${status.toString(16).padStart(4, '0')}`);
     });
     log.info({ via: result.via, ok: result.ok, error: result.error, durationMs: result.durationMs }, 'delivery attempt');
