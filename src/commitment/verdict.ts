@@ -15,8 +15,11 @@ export type InstanceFinding =
   | {
       readonly kind: 'stored';
       readonly sopClassUid: string;
-      /** Only set when the verification policy re-reads the stored file. */
-      readonly integrity?: 'ok' | 'corrupt';
+      /**
+       * Only set when the verification policy re-reads the stored file: intact, damaged or missing, or
+       * not checkable (Orthanc recorded no MD5). Only 'ok' supports a commitment.
+       */
+      readonly integrity?: 'ok' | 'corrupt' | 'unverifiable';
     }
   | { readonly kind: 'absent' }
   /** The lookup itself failed (Orthanc unreachable, error answer): we know nothing yet. */
@@ -57,7 +60,7 @@ export function judgeInstance(
   if (finding.sopClassUid !== reference.sopClassUid) {
     return { outcome: 'failed', reason: FailureReason.ClassInstanceConflict };
   }
-  if (finding.integrity === 'corrupt') {
+  if (finding.integrity !== undefined && finding.integrity !== 'ok') {
     return { outcome: 'failed', reason: FailureReason.ProcessingFailure };
   }
   return { outcome: 'committed' };

@@ -21,6 +21,9 @@ export interface OrthancClientOptions {
 /** IDs per /tools/bulk-content call: ~60 ms for 1,000 on Orthanc 1.10.1, linear. */
 const BULK_CHUNK = 1000;
 
+/** What re-reading a stored file showed: intact, damaged or missing, or not checkable (no MD5 recorded). */
+export type Integrity = 'ok' | 'corrupt' | 'unverifiable';
+
 export interface StoredInstance {
   readonly orthancId: string;
   readonly sopClassUid: string;
@@ -156,23 +159,26 @@ export class OrthancClient {
 
   /**
    * Has Orthanc re-read the stored file and compare it with the MD5 recorded at reception. Orthanc answers
-   * 400 on a mismatch and 500 when the file cannot be read: both mean the copy is not intact.
+   * 400 on a mismatch and 500 when the file cannot be read: the copy is not intact. A 400 can also mean
+   * Orthanc recorded no MD5 at all (StoreMD5ForAttachments off): then nothing can be verified.
    */
-  async verifyMd5(orthancId: string): Promise<'ok' | 'corrupt'> {
+  async verifyMd5(orthancId: string): Promise<Integrity> {
+    const attachment = `/instances/${encodeURIComponent(orthancId)}/attachments/dicom`;
     try {
-      await this.http.post(`/instances/${encodeURIComponent(orthancId)}/attachments/dicom/verify-md5`, {});
+      await this.http.post(`${attachment}/verify-md5`, {});
       return 'ok';
     } catch (error) {
-      if (error instanceof AxiosError && error.response && (error.response.status === 400 || error.response.status === 500 || error.response.status === 404)) {
-        return 'corrupt';
-      }
-      throw toOrthancError(error, 'POST', 'verify-md5');
+      const status = error instanceof AxiosError ? error.response?.status : undefined;
+      if (status === 500 || status === 404) return 'corrupt';
+      if (status !== 400) throw toOrthancError(error, 'POST', 'verify-md5');
     }
+    const info = await this.call<{ UncompressedMD5?: string }>('GET', `${attachment}/info`).catch(() => undefined);
+    return info && !info.UncompressedMD5 ? 'unverifiable' : 'corrupt';
   }
 
   /** Runs verifyMd5 over many instances with the client's concurrency. */
-  async verifyMd5Many(orthancIds: readonly string[]): Promise<Map<string, 'ok' | 'corrupt'>> {
-    const results = new Map<string, 'ok' | 'corrupt'>();
+  async verifyMd5Many(orthancIds: readonly string[]): Promise<Map<string, Integrity>> {
+    const results = new Map<string, Integrity>();
     await Promise.all(orthancIds.map((id) => this.limit(async () => results.set(id, await this.verifyMd5(id)))));
     return results;
   }

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { judgeInstance, type InstanceFinding, type Judgement } from '../commitment/verdict.js';
 import type { FailureReasonCode } from '../commitment/types.js';
-import type { OrthancClient } from '../orthanc/client.js';
+import type { Integrity, OrthancClient } from '../orthanc/client.js';
 import type { UidIndex } from '../orthanc/uid-index.js';
 import type { InstanceRecord, TransactionStore } from '../store/transaction-store.js';
 
@@ -42,11 +42,15 @@ async function findInstances(deps: VerifierDeps, undecided: readonly InstanceRec
       const stale = [...hints].filter(([uid, id]) => stored.get(uid)?.orthancId !== id).map(([uid]) => uid);
       if (stale.length > 0) deps.index!.uids.forget(stale);
     }
-    let integrity: Map<string, 'ok' | 'corrupt'> | undefined;
+    let integrity: Map<string, Integrity> | undefined;
     if (deps.policy === 'md5') {
       // Only instances that would otherwise be committed need their file re-read.
       const candidates = undecided.filter((i) => stored.get(i.sopInstanceUid)?.sopClassUid === i.sopClassUid);
       integrity = await deps.orthanc.verifyMd5Many(candidates.map((i) => stored.get(i.sopInstanceUid)!.orthancId));
+      const unverifiable = [...integrity.values()].filter((v) => v === 'unverifiable').length;
+      if (unverifiable > 0) {
+        deps.logger.warn({ unverifiable }, 'Orthanc recorded no MD5 for these instances (StoreMD5ForAttachments is off?): they fail with 0110H under STGCMT_VERIFY=md5');
+      }
     }
     const findings = new Map<string, InstanceFinding>();
     for (const instance of undecided) {

@@ -25,8 +25,9 @@ describe('judgeInstance', () => {
     assert.deepEqual(judgeInstance(ref, { kind: 'stored', sopClassUid: MR }, open), { outcome: 'failed', reason: FailureReason.ClassInstanceConflict });
   });
 
-  it('fails a corrupt file with 0110H', () => {
+  it('fails a corrupt or unverifiable file with 0110H', () => {
     assert.deepEqual(judgeInstance(ref, { kind: 'stored', sopClassUid: CT, integrity: 'corrupt' }, open), { outcome: 'failed', reason: FailureReason.ProcessingFailure });
+    assert.deepEqual(judgeInstance(ref, { kind: 'stored', sopClassUid: CT, integrity: 'unverifiable' }, open), { outcome: 'failed', reason: FailureReason.ProcessingFailure });
   });
 
   it('never says yes without a finding: unknown waits for Orthanc, then fails with 0110H', () => {
