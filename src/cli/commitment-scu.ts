@@ -155,8 +155,11 @@ export async function requestCommitment(
   }
   if (options.keepOpenMs > 0 && !sameAssociation) {
     await new Promise<void>((resolve) => {
-      wake = resolve;
-      setTimeout(resolve, options.keepOpenMs);
+      const timer = setTimeout(resolve, options.keepOpenMs);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
     });
   }
   await open.release();
