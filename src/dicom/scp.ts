@@ -27,9 +27,17 @@ import { limitsFor, PduGuard } from './pdu-guard.js';
 
 /** The modality's own association, usable for the report while it stays open. */
 export interface ReportChannel {
-  isOpen(): boolean;
+  /**
+   * Whether the association is still open once the requestor had its chance to release it: an SCU that
+   * means to release does so right after the N-ACTION-RSP (Orthanc: within a millisecond), and a report
+   * sent then would cross its A-RELEASE-RQ. Waits out RELEASE_GRACE_MS after the response if needed.
+   */
+  stillOpen(): Promise<boolean>;
   send(report: EventReport, timeoutMs: number): Promise<number>;
 }
+
+/** See ReportChannel.stillOpen. */
+const RELEASE_GRACE_MS = 150;
 
 export interface RequestOrigin {
   readonly callingAeTitle: string;
@@ -62,6 +70,7 @@ export interface ScpContext {
 export class StorageCommitmentScp extends Scp {
   private peer: Peer | undefined;
   private open = false;
+  private lastResponseAt = 0;
   private readonly log: Logger;
 
   constructor(
@@ -166,7 +175,7 @@ export class StorageCommitmentScp extends Scp {
         calledAeTitle: association.getCalledAeTitle().trim(),
         remoteAddress: this.remoteAddress,
         peer,
-        channel: { isOpen: () => this.open, send: (report, timeoutMs) => sendEventReport(this, report, timeoutMs) },
+        channel: { stillOpen: () => this.stillOpen(), send: (report, timeoutMs) => sendEventReport(this, report, timeoutMs) },
       });
     } catch (error) {
       // Not recorded means not promised: answer failure so the modality keeps its images and asks again.
@@ -176,7 +185,14 @@ export class StorageCommitmentScp extends Scp {
     response.setStatus(answer.status);
     if (answer.comment) response.setErrorComment(answer.comment);
     callback(response);
+    this.lastResponseAt = Date.now();
     answer.afterResponse?.();
+  }
+
+  private async stillOpen(): Promise<boolean> {
+    const wait = this.lastResponseAt + RELEASE_GRACE_MS - Date.now();
+    if (this.open && wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    return this.open;
   }
 
   override nEventReportRequest(request: NEventReportRequest, callback: (response: InstanceType<typeof responses.NEventReportResponse>) => void): void {

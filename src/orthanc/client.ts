@@ -115,17 +115,22 @@ export class OrthancClient {
    * leaves out IDs it does not hold). Chunks of BULK_CHUNK run with the client's concurrency.
    */
   async describeInstances(orthancIds: readonly string[]): Promise<Array<StoredInstance & { sopInstanceUid: string }>> {
+    const described: Array<StoredInstance & { sopInstanceUid: string }> = [];
     const chunks: string[][] = [];
     for (let i = 0; i < orthancIds.length; i += BULK_CHUNK) chunks.push(orthancIds.slice(i, i + BULK_CHUNK) as string[]);
-    const results = await Promise.all(
-      chunks.map((chunk) => this.limit(() => this.call<BulkContentItem[]>('POST', '/tools/bulk-content', { Resources: chunk, Level: 'Instance', Metadata: true }))),
+    await Promise.all(
+      chunks.map((chunk) =>
+        this.limit(async () => {
+          // Keep three fields of each answer as it arrives: Orthanc sends ~770 bytes of JSON per instance.
+          const items = await this.call<BulkContentItem[]>('POST', '/tools/bulk-content', { Resources: chunk, Level: 'Instance', Metadata: true });
+          for (const item of items) {
+            const sopInstanceUid = item.MainDicomTags?.SOPInstanceUID;
+            const sopClassUid = item.Metadata?.SopClassUid;
+            if (sopInstanceUid && sopClassUid) described.push({ orthancId: item.ID, sopInstanceUid, sopClassUid });
+          }
+        }),
+      ),
     );
-    const described: Array<StoredInstance & { sopInstanceUid: string }> = [];
-    for (const item of results.flat()) {
-      const sopInstanceUid = item.MainDicomTags?.SOPInstanceUID;
-      const sopClassUid = item.Metadata?.SopClassUid;
-      if (sopInstanceUid && sopClassUid) described.push({ orthancId: item.ID, sopInstanceUid, sopClassUid });
-    }
     return described;
   }
 

@@ -9,12 +9,13 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 
-/** SQLite's default limit on bound parameters is 32,766; stay well below. */
-const CHUNK = 5000;
+/** UIDs per lookup query. */
+const CHUNK = 20000;
 
 export class UidIndex {
   private readonly db: Database.Database;
   private readonly upsert: Database.Statement;
+  private readonly lookup: Database.Statement;
 
   private constructor(path: string) {
     this.db = new Database(path);
@@ -24,6 +25,7 @@ export class UidIndex {
       CREATE TABLE IF NOT EXISTS instance_ids (sop_instance_uid TEXT PRIMARY KEY, orthanc_id TEXT NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS feed_position (id INTEGER PRIMARY KEY CHECK (id = 1), orthanc_url TEXT NOT NULL, last_seq INTEGER NOT NULL);
     `);
+    this.lookup = this.db.prepare('SELECT sop_instance_uid, orthanc_id FROM instance_ids WHERE sop_instance_uid IN (SELECT value FROM json_each(?))');
     this.upsert = this.db.prepare('INSERT INTO instance_ids (sop_instance_uid, orthanc_id) VALUES (?, ?) ON CONFLICT (sop_instance_uid) DO UPDATE SET orthanc_id = excluded.orthanc_id');
   }
 
@@ -36,15 +38,12 @@ export class UidIndex {
     if (this.db.open) this.db.close();
   }
 
-  /** Orthanc IDs recorded for these UIDs (those we know). */
+  /** Orthanc IDs recorded for these UIDs (those we know). One prepared statement, UIDs as a JSON array. */
   find(sopInstanceUids: readonly string[]): Map<string, string> {
     const found = new Map<string, string>();
     for (let i = 0; i < sopInstanceUids.length; i += CHUNK) {
-      const chunk = sopInstanceUids.slice(i, i + CHUNK);
-      const rows = this.db
-        .prepare(`SELECT sop_instance_uid, orthanc_id FROM instance_ids WHERE sop_instance_uid IN (${chunk.map(() => '?').join(',')})`)
-        .all(...chunk) as Array<{ sop_instance_uid: string; orthanc_id: string }>;
-      for (const row of rows) found.set(row.sop_instance_uid, row.orthanc_id);
+      const rows = this.lookup.raw().all(JSON.stringify(sopInstanceUids.slice(i, i + CHUNK))) as Array<[string, string]>;
+      for (const [uid, id] of rows) found.set(uid, id);
     }
     return found;
   }

@@ -193,9 +193,14 @@ function toRecord(row: TransactionRow): TransactionRecord {
 
 export class IllegalTransitionError extends Error {}
 
+/** Rows per multi-row INSERT (4 parameters each, far below SQLite's 32,766 limit). */
+const INSERT_ROWS = 500;
+
 export class TransactionStore {
   private readonly db: Database.Database;
   private readonly insertInstance: Database.Statement;
+  /** The same insert for INSERT_ROWS rows at once: a 100,000-instance request is on the N-ACTION-RSP path. */
+  private readonly insertInstances: Database.Statement;
 
   private constructor(path: string, options: StoreOptions) {
     this.db = new Database(path);
@@ -205,6 +210,9 @@ export class TransactionStore {
     this.db.exec(SCHEMA);
     this.insertInstance = this.db.prepare(
       'INSERT INTO instances (transaction_id, seq, sop_class_uid, sop_instance_uid, outcome, failure_reason) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    this.insertInstances = this.db.prepare(
+      `INSERT INTO instances (transaction_id, seq, sop_class_uid, sop_instance_uid) VALUES ${Array(INSERT_ROWS).fill('(?, ?, ?, ?)').join(', ')}`,
     );
   }
 
@@ -266,9 +274,20 @@ export class TransactionStore {
         input.now + input.verifyTimeoutMs,
         input.now + input.ttlMs,
       ) as { id: number };
-    input.request.references.forEach((reference, seq) => {
-      this.insertInstance.run(id, seq, reference.sopClassUid, reference.sopInstanceUid, null, null);
-    });
+    const references = input.request.references;
+    let seq = 0;
+    const params: unknown[] = new Array(INSERT_ROWS * 4);
+    for (; seq + INSERT_ROWS <= references.length; seq += INSERT_ROWS) {
+      for (let row = 0; row < INSERT_ROWS; row++) {
+        const reference = references[seq + row]!;
+        params[row * 4] = id;
+        params[row * 4 + 1] = seq + row;
+        params[row * 4 + 2] = reference.sopClassUid;
+        params[row * 4 + 3] = reference.sopInstanceUid;
+      }
+      this.insertInstances.run(params);
+    }
+    for (; seq < references.length; seq++) this.insertInstance.run(id, seq, references[seq]!.sopClassUid, references[seq]!.sopInstanceUid, null, null);
     return id;
   }
 
@@ -333,6 +352,18 @@ export class TransactionStore {
     return rows.map((r) => ({ seq: r.seq, sopClassUid: r.sop_class_uid, sopInstanceUid: r.sop_instance_uid, outcome: null, failureReason: null }));
   }
 
+  /**
+   * Saves the failures, then marks every instance still undecided as committed, in one statement: the
+   * common end of a verification, where per-row updates would cost 100,000 statements.
+   */
+  saveFinalOutcomes(id: number, failures: ReadonlyArray<{ seq: number; failureReason: FailureReasonCode }>): void {
+    const fail = this.db.prepare(`UPDATE instances SET outcome = 'failed', failure_reason = ? WHERE transaction_id = ? AND seq = ? AND outcome IS NULL`);
+    this.db.transaction(() => {
+      for (const f of failures) fail.run(f.failureReason, id, f.seq);
+      this.db.prepare(`UPDATE instances SET outcome = 'committed' WHERE transaction_id = ? AND outcome IS NULL`).run(id);
+    })();
+  }
+
   /** Saves final judgements as they are made, so a restart does not redo decided instances. */
   saveOutcomes(id: number, outcomes: ReadonlyArray<{ seq: number; outcome: 'committed' | 'failed'; failureReason?: FailureReasonCode }>): void {
     const update = this.db.prepare('UPDATE instances SET outcome = ?, failure_reason = ? WHERE transaction_id = ? AND seq = ? AND outcome IS NULL');
@@ -356,13 +387,23 @@ export class TransactionStore {
   verdict(id: number): Verdict {
     const committed: SopReference[] = [];
     const failed: FailedSopReference[] = [];
-    for (const instance of this.instances(id)) {
-      const reference = { sopClassUid: instance.sopClassUid, sopInstanceUid: instance.sopInstanceUid };
-      if (instance.outcome === 'committed') committed.push(reference);
-      else if (instance.outcome === 'failed') failed.push({ ...reference, failureReason: instance.failureReason ?? FailureReason.ProcessingFailure });
-      else throw new Error(`transaction ${id} has undecided instance ${instance.seq}`);
+    const rows = this.db
+      .prepare('SELECT sop_class_uid, sop_instance_uid, outcome, failure_reason FROM instances WHERE transaction_id = ? ORDER BY seq')
+      .raw()
+      .iterate(id) as IterableIterator<[string, string, 'committed' | 'failed' | null, FailureReasonCode | null]>;
+    for (const [sopClassUid, sopInstanceUid, outcome, failureReason] of rows) {
+      if (outcome === 'committed') committed.push({ sopClassUid, sopInstanceUid });
+      else if (outcome === 'failed') failed.push({ sopClassUid, sopInstanceUid, failureReason: failureReason ?? FailureReason.ProcessingFailure });
+      else throw new Error(`transaction ${id} has an undecided instance`);
     }
     return { committed, failed };
+  }
+
+  /** How many instances ended committed, and failed per reason (for metrics). */
+  outcomeCounts(id: number): Array<{ outcome: 'committed' | 'failed'; failureReason: FailureReasonCode | null; count: number }> {
+    return this.db
+      .prepare(`SELECT outcome, failure_reason AS failureReason, COUNT(*) AS count FROM instances WHERE transaction_id = ? AND outcome IS NOT NULL GROUP BY outcome, failure_reason`)
+      .all(id) as Array<{ outcome: 'committed' | 'failed'; failureReason: FailureReasonCode | null; count: number }>;
   }
 
   /** Records one delivery attempt and moves the state: REPORTED, or DELIVERY_RETRY at nextAttemptAt. */

@@ -103,13 +103,9 @@ export class CommitmentService implements CommitmentIntake {
     this.metrics.transactions.inc({ outcome: record.failedCount ? 'failed' : 'committed' });
     const log = this.logger.child({ transactionUid: record.transactionUid, callingAet: record.callingAeTitle });
     log.info({ committed: record.committedCount, failed: record.failedCount, eventTypeId: record.eventTypeId, verifyMs: record.verifiedAt - record.receivedAt }, 'transaction verified');
-    // One counter update per result, not per instance: a transaction may hold 100,000 instances.
-    const results = new Map<string, number>();
-    for (const instance of this.store.instances(id)) {
-      const result = instance.outcome === 'committed' ? 'committed' : `0x${(instance.failureReason ?? 0).toString(16).padStart(4, '0')}`;
-      results.set(result, (results.get(result) ?? 0) + 1);
+    for (const { outcome, failureReason, count } of this.store.outcomeCounts(id)) {
+      this.metrics.instances.inc({ result: outcome === 'committed' ? 'committed' : `0x${(failureReason ?? 0).toString(16).padStart(4, '0')}` }, count);
     }
-    for (const [result, count] of results) this.metrics.instances.inc({ result }, count);
   }
 
   private deliver(id: number): Promise<void> {

@@ -52,8 +52,9 @@ export async function deliverTransaction(deps: DelivererDeps, record: Transactio
   const report = buildEventReport(record.transactionUid, deps.retrieveAeTitle(), deps.store.verdict(record.id));
   const log = deps.logger.child({ transactionUid: record.transactionUid, callingAet: record.callingAeTitle, eventTypeId: report.eventTypeId });
 
-  log.info({ attempt: record.deliveryAttempts + 1, sameAssociation: channel?.isOpen() ?? false, committed: report.referenced.length, failed: report.failed.length }, 'delivering report');
-  if (channel?.isOpen()) {
+  const sameAssociation = channel ? await channel.stillOpen() : false;
+  log.info({ attempt: record.deliveryAttempts + 1, sameAssociation, committed: report.referenced.length, failed: report.failed.length }, 'delivering report');
+  if (channel && sameAssociation) {
     const result = await attempt(deps, 'same-association', async () => {
       const status = await channel.send(report, responseTimeoutFor(report, deps.timeoutMs));
       if (!isDeliveredStatus(status)) throw new DeliveryError(`peer answered status 0x${status.toString(16).padStart(4, '0')}`);

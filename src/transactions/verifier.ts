@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { judgeInstance, type InstanceFinding, type Judgement } from '../commitment/verdict.js';
 import type { FailureReasonCode } from '../commitment/types.js';
-import type { Integrity, OrthancClient } from '../orthanc/client.js';
+import type { Integrity, OrthancClient, StoredInstance } from '../orthanc/client.js';
 import type { UidIndex } from '../orthanc/uid-index.js';
 import type { InstanceRecord, TransactionStore } from '../store/transaction-store.js';
 
@@ -28,7 +28,13 @@ export type VerificationProgress =
   | { readonly done: true; readonly verifiedNow: boolean }
   | { readonly done: false; readonly waitingFor: 'arrival' | 'orthanc'; readonly undecided: number; readonly recheckAt: number };
 
-async function findInstances(deps: VerifierDeps, undecided: readonly InstanceRecord[]): Promise<Map<string, InstanceFinding> | undefined> {
+/** What Orthanc holds for the undecided instances, or undefined when Orthanc could not be asked. */
+interface Holdings {
+  readonly stored: Map<string, StoredInstance>;
+  readonly integrity: Map<string, Integrity> | undefined;
+}
+
+async function askOrthanc(deps: VerifierDeps, undecided: readonly InstanceRecord[]): Promise<Holdings | undefined> {
   try {
     const uids = undecided.map((i) => i.sopInstanceUid);
     let hints: Map<string, string> | undefined;
@@ -52,49 +58,52 @@ async function findInstances(deps: VerifierDeps, undecided: readonly InstanceRec
         deps.logger.warn({ unverifiable }, 'Orthanc recorded no MD5 for these instances (StoreMD5ForAttachments is off?): they fail with 0110H under STGCMT_VERIFY=md5');
       }
     }
-    const findings = new Map<string, InstanceFinding>();
-    for (const instance of undecided) {
-      const hit = stored.get(instance.sopInstanceUid);
-      if (!hit) findings.set(instance.sopInstanceUid, { kind: 'absent' });
-      else findings.set(instance.sopInstanceUid, { kind: 'stored', sopClassUid: hit.sopClassUid, integrity: integrity?.get(hit.orthancId) });
-    }
-    return findings;
+    return { stored, integrity };
   } catch (error) {
     deps.logger.warn({ err: (error as Error).message }, 'Orthanc lookup failed; instances stay undecided');
     return undefined;
   }
 }
 
+function findingFor(holdings: Holdings | undefined, instance: InstanceRecord): InstanceFinding {
+  if (!holdings) return { kind: 'unknown' };
+  const hit = holdings.stored.get(instance.sopInstanceUid);
+  if (!hit) return { kind: 'absent' };
+  return { kind: 'stored', sopClassUid: hit.sopClassUid, integrity: holdings.integrity?.get(hit.orthancId) };
+}
+
 export async function verifyTransaction(deps: VerifierDeps, id: number): Promise<VerificationProgress> {
   const record = deps.store.get(id);
   if (!record || record.state !== 'RECEIVED') return { done: true, verifiedNow: false };
   const undecided = deps.store.undecidedInstances(id);
-  const findings = undecided.length > 0 ? await findInstances(deps, undecided) : new Map<string, InstanceFinding>();
+  const holdings = undecided.length > 0 ? await askOrthanc(deps, undecided) : { stored: new Map<string, StoredInstance>(), integrity: undefined };
 
   // Judge with the clock read after the lookup: an instance found absent before the deadline is still
   // given the benefit of the doubt only if the deadline had not passed when we looked.
   const now = deps.now();
   const windows = { arrivalOpen: now < record.arrivalDeadline, verifyOpen: now < record.verifyDeadline };
-  const outcomes: Array<{ seq: number; outcome: 'committed' | 'failed'; failureReason?: FailureReasonCode }> = [];
+  const committed: number[] = [];
+  const failures: Array<{ seq: number; failureReason: FailureReasonCode }> = [];
   let waitingFor: 'arrival' | 'orthanc' | undefined;
   let stillUndecided = 0;
   for (const instance of undecided) {
-    const finding: InstanceFinding = findings?.get(instance.sopInstanceUid) ?? { kind: 'unknown' };
-    const judgement: Judgement = judgeInstance(instance, finding, windows);
+    const judgement: Judgement = judgeInstance(instance, findingFor(holdings, instance), windows);
     if (judgement.outcome === 'pending') {
       stillUndecided++;
       waitingFor = waitingFor === 'orthanc' ? 'orthanc' : judgement.waitingFor;
     } else if (judgement.outcome === 'committed') {
-      outcomes.push({ seq: instance.seq, outcome: 'committed' });
+      committed.push(instance.seq);
     } else {
-      outcomes.push({ seq: instance.seq, outcome: 'failed', failureReason: judgement.reason });
+      failures.push({ seq: instance.seq, failureReason: judgement.reason });
     }
   }
-  deps.store.saveOutcomes(id, outcomes);
   if (stillUndecided === 0) {
+    // Everything not failed is committed: one statement instead of one per instance.
+    deps.store.saveFinalOutcomes(id, failures);
     deps.store.completeVerification(id, deps.now());
     return { done: true, verifiedNow: true };
   }
+  deps.store.saveOutcomes(id, [...committed.map((seq) => ({ seq, outcome: 'committed' as const })), ...failures.map((f) => ({ ...f, outcome: 'failed' as const }))]);
   const recheckAt = waitingFor === 'arrival' ? record.arrivalDeadline : Math.min(record.verifyDeadline, now + 5000);
   return { done: false, waitingFor: waitingFor ?? 'arrival', undecided: stillUndecided, recheckAt };
 }

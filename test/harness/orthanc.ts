@@ -7,7 +7,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -322,6 +322,17 @@ class OrthancInstance implements OrthancServer {
 
   pause(): void {
     this.process.kill('SIGSTOP');
+    // The signal is delivered asynchronously; return only once the kernel reports the process stopped
+    // ('T' in /proc/<pid>/stat), so that the next request is sure to find it paused.
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline) {
+      try {
+        const stat = readFileSync(`/proc/${this.process.pid}/stat`, 'utf8');
+        if (/\) [Tt] /.test(stat)) return;
+      } catch {
+        return;
+      }
+    }
   }
 
   resume(): void {

@@ -142,3 +142,28 @@ describe('TransactionStore', () => {
     assert.deepEqual(store.loadPeers(), [{ aeTitle: 'CT1', host: 'ct', port: 104, tls: true, source: 'orthanc' }]);
   });
 });
+
+describe('TransactionStore bulk paths', () => {
+  it('records 1,234 instances through multi-row inserts, commits the rest in one statement, counts outcomes', () => {
+    const store = TransactionStore.open(mkdtempSync(join(tmpdir(), 'stgcmt-store-')), { synchronous: 'normal' });
+    const uids = Array.from({ length: 1234 }, (_, i) => `1.2.${i}`);
+    const { id } = store.recordRequest(request({}, uids));
+    assert.deepEqual(store.undecidedInstances(id).map((i) => i.sopInstanceUid), uids);
+    store.saveFinalOutcomes(id, [
+      { seq: 7, failureReason: FailureReason.NoSuchObjectInstance },
+      { seq: 1000, failureReason: FailureReason.ClassInstanceConflict },
+    ]);
+    store.completeVerification(id, 5);
+    const verdict = store.verdict(id);
+    assert.equal(verdict.committed.length, 1232);
+    assert.deepEqual(verdict.failed.map((f) => [f.sopInstanceUid, f.failureReason]), [['1.2.7', 0x0112], ['1.2.1000', 0x0119]]);
+    assert.deepEqual(
+      store.outcomeCounts(id).sort((a, b) => a.count - b.count),
+      [
+        { outcome: 'failed', failureReason: 0x0112, count: 1 },
+        { outcome: 'failed', failureReason: 0x0119, count: 1 },
+        { outcome: 'committed', failureReason: null, count: 1232 },
+      ].sort((a, b) => a.count - b.count),
+    );
+  });
+});
