@@ -20,6 +20,9 @@ import { PeerDirectory, readPeerFile, type PeerEntry } from './peers/peer-direct
 import { TransactionStore } from './store/transaction-store.js';
 import { CommitmentService } from './transactions/commitment-service.js';
 
+/** How long the start waits for Orthanc's modality list before using the stored one. */
+const STARTUP_PEER_WAIT_MS = 5000;
+
 export interface Sidecar {
   readonly dicomPort: number;
   readonly httpPort: number;
@@ -66,7 +69,9 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Side
       logger.warn({ err: (error as Error).message, peersKnown: peers.list().length }, 'could not refresh peers from Orthanc; keeping the previous list');
     }
   };
-  await refreshFromOrthanc();
+  // A hung Orthanc must not hold up the start: after a few seconds we go on with the stored peer list
+  // (the refresh keeps going, and the schedule repeats it).
+  await Promise.race([refreshFromOrthanc(), new Promise((resolve) => setTimeout(resolve, STARTUP_PEER_WAIT_MS))]);
   logger.info({ peers: peers.list().map((p) => `${p.aeTitle}@${p.host}:${p.port}`), retrieveAeTitle }, 'peers loaded');
 
   const tls = tlsFiles(config);

@@ -4,6 +4,7 @@
  * Referenced SOP items and blocks the event loop meanwhile; this reads them in tens of milliseconds and
  * keeps only the attributes Annex J defines, in dcmjs's naturalized shape (keyword -> value).
  */
+import { Interner } from '../util/intern.js';
 import { IMPLICIT_VR_LITTLE_ENDIAN } from './dataset-writer.js';
 import { rawDatasetBytes, type Dataset } from './dimse.js';
 
@@ -33,8 +34,12 @@ interface Header {
   readonly length: number;
 }
 
+const SOP_CLASS_TAG = 0x00081150;
+
 class Reader {
   offset = 0;
+  /** SOP Class UIDs repeat in every item: keep one string per class. */
+  readonly sopClasses = new Interner();
   constructor(
     private readonly buffer: Buffer,
     private readonly explicit: boolean,
@@ -114,6 +119,7 @@ function readElements(reader: Reader, end: number, delimiter: number | undefined
     if (header.length === UNDEFINED_LENGTH) throw new DatasetParseError(`undefined length on non-sequence element ${header.tag.toString(16)}`);
     if (!known) reader.skip(header.length);
     else if (known[1] === 'US') result[known[0]] = reader.uint16(header.length);
+    else if (header.tag === SOP_CLASS_TAG) result[known[0]] = reader.sopClasses.intern(reader.text(header.length));
     else result[known[0]] = reader.text(header.length);
   }
   if (reader.offset > end) throw new DatasetParseError('element runs past its container');

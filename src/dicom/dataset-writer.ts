@@ -89,26 +89,19 @@ function sequenceHeaderSize(explicit: boolean): number {
   return explicit ? 12 : 8;
 }
 
-interface ItemPlan {
-  readonly elements: ReadonlyArray<readonly [number, Vr, string | number]>;
-  readonly size: number;
+type Reference = { readonly sopClassUid: string; readonly sopInstanceUid: string; readonly failureReason?: number };
+
+/** Encoded size of one item's content: two UIDs, and the Failure Reason for a failed reference. */
+function itemContentSize(reference: Reference): number {
+  const size = elementSize('UI', reference.sopClassUid) + elementSize('UI', reference.sopInstanceUid);
+  return reference.failureReason === undefined ? size : size + elementSize('US', reference.failureReason);
 }
 
-function planItems(
-  references: ReadonlyArray<{ sopClassUid: string; sopInstanceUid: string; failureReason?: number }>,
-): { items: ItemPlan[]; size: number } {
+/** Size of a sequence's items, headers included (items are sized twice rather than stored: less memory). */
+function itemsSize(references: readonly Reference[]): number {
   let size = 0;
-  const items = references.map((reference) => {
-    const elements: Array<readonly [number, Vr, string | number]> = [
-      [TAG.ReferencedSOPClassUID, 'UI', reference.sopClassUid],
-      [TAG.ReferencedSOPInstanceUID, 'UI', reference.sopInstanceUid],
-    ];
-    if (reference.failureReason !== undefined) elements.push([TAG.FailureReason, 'US', reference.failureReason]);
-    const itemSize = elements.reduce((sum, [, vr, value]) => sum + elementSize(vr, value), 0);
-    size += 8 + itemSize;
-    return { elements, size: itemSize };
-  });
-  return { items, size };
+  for (const reference of references) size += 8 + itemContentSize(reference);
+  return size;
 }
 
 /** What both Storage Commitment datasets hold: the N-ACTION's Action Information and the report's Event Information. */
@@ -128,28 +121,24 @@ export function encodeCommitmentDataset(report: CommitmentDatasetContent, transf
   if (explicit && transferSyntaxUid !== EXPLICIT_VR_LITTLE_ENDIAN) {
     throw new Error(`unsupported transfer syntax for the report: ${transferSyntaxUid}`);
   }
-  const failed = report.failed.length > 0 ? planItems(report.failed) : undefined;
-  const referenced = report.referenced.length > 0 ? planItems(report.referenced) : undefined;
+  const sequences: Array<[number, readonly Reference[], number]> = [];
+  if (report.failed.length > 0) sequences.push([TAG.FailedSOPSequence, report.failed, itemsSize(report.failed)]);
+  if (report.referenced.length > 0) sequences.push([TAG.ReferencedSOPSequence, report.referenced, itemsSize(report.referenced)]);
 
   let total = elementSize('UI', report.transactionUid);
   if (report.retrieveAeTitle) total += elementSize('AE', report.retrieveAeTitle);
-  for (const sequence of [failed, referenced]) {
-    if (sequence) total += sequenceHeaderSize(explicit) + sequence.size;
-  }
+  for (const [, , size] of sequences) total += sequenceHeaderSize(explicit) + size;
 
   const writer = new Writer(Buffer.allocUnsafe(total), explicit);
   if (report.retrieveAeTitle) writer.element(TAG.RetrieveAETitle, 'AE', report.retrieveAeTitle);
   writer.element(TAG.TransactionUID, 'UI', report.transactionUid);
-  const sequences: Array<[number, ReturnType<typeof planItems> | undefined]> = [
-    [TAG.FailedSOPSequence, failed],
-    [TAG.ReferencedSOPSequence, referenced],
-  ];
-  for (const [tag, sequence] of sequences) {
-    if (!sequence) continue;
-    writer.sequenceHeader(tag, sequence.size);
-    for (const item of sequence.items) {
-      writer.itemHeader(item.size);
-      for (const [elementTag, vr, value] of item.elements) writer.element(elementTag, vr, value);
+  for (const [tag, references, size] of sequences) {
+    writer.sequenceHeader(tag, size);
+    for (const reference of references) {
+      writer.itemHeader(itemContentSize(reference));
+      writer.element(TAG.ReferencedSOPClassUID, 'UI', reference.sopClassUid);
+      writer.element(TAG.ReferencedSOPInstanceUID, 'UI', reference.sopInstanceUid);
+      if (reference.failureReason !== undefined) writer.element(TAG.FailureReason, 'US', reference.failureReason);
     }
   }
   if (writer.position !== total) throw new Error(`report encoder wrote ${writer.position} of ${total} bytes`);

@@ -86,14 +86,10 @@ export class PeerDirectory {
    * to the caller): a transient Orthanc outage must not make us forget the peers.
    */
   async refresh(): Promise<void> {
-    let merged: Map<string, PeerEntry>;
-    try {
-      merged = mergePeers(...(await Promise.all(this.sources.map((source) => source()))));
-    } catch (error) {
-      // Nothing loaded yet in this process: fall back to the list that last loaded, then report.
-      if (!this.loaded && this.cache) await this.install(mergePeers(this.cache.load()));
-      throw error;
-    }
+    // Until the sources first answer (Orthanc may be down or hung at start-up), the list that last
+    // loaded is in force.
+    if (!this.loaded && this.cache) await this.install(mergePeers(this.cache.load()));
+    const merged = mergePeers(...(await Promise.all(this.sources.map((source) => source()))));
     await this.install(merged);
     this.cache?.save([...merged.values()]);
   }

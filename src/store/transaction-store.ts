@@ -17,6 +17,7 @@ import {
   type Verdict,
 } from '../commitment/types.js';
 import type { PeerEntry } from '../peers/peer-directory.js';
+import { Interner } from '../util/intern.js';
 import { canTransition, type TransactionState } from './states.js';
 
 export interface TransactionRecord {
@@ -346,10 +347,14 @@ export class TransactionStore {
   }
 
   undecidedInstances(id: number): InstanceRecord[] {
+    const classes = new Interner();
     const rows = this.db
       .prepare('SELECT seq, sop_class_uid, sop_instance_uid FROM instances WHERE transaction_id = ? AND outcome IS NULL ORDER BY seq')
-      .all(id) as Array<{ seq: number; sop_class_uid: string; sop_instance_uid: string }>;
-    return rows.map((r) => ({ seq: r.seq, sopClassUid: r.sop_class_uid, sopInstanceUid: r.sop_instance_uid, outcome: null, failureReason: null }));
+      .raw()
+      .iterate(id) as IterableIterator<[number, string, string]>;
+    const undecided: InstanceRecord[] = [];
+    for (const [seq, sopClassUid, sopInstanceUid] of rows) undecided.push({ seq, sopClassUid: classes.intern(sopClassUid), sopInstanceUid, outcome: null, failureReason: null });
+    return undecided;
   }
 
   /**
@@ -391,7 +396,9 @@ export class TransactionStore {
       .prepare('SELECT sop_class_uid, sop_instance_uid, outcome, failure_reason FROM instances WHERE transaction_id = ? ORDER BY seq')
       .raw()
       .iterate(id) as IterableIterator<[string, string, 'committed' | 'failed' | null, FailureReasonCode | null]>;
-    for (const [sopClassUid, sopInstanceUid, outcome, failureReason] of rows) {
+    const classes = new Interner();
+    for (const [classUid, sopInstanceUid, outcome, failureReason] of rows) {
+      const sopClassUid = classes.intern(classUid);
       if (outcome === 'committed') committed.push({ sopClassUid, sopInstanceUid });
       else if (outcome === 'failed') failed.push({ sopClassUid, sopInstanceUid, failureReason: failureReason ?? FailureReason.ProcessingFailure });
       else throw new Error(`transaction ${id} has an undecided instance`);

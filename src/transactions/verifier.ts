@@ -22,6 +22,8 @@ export interface VerifierDeps {
 
 /** How long a verification waits for the changes feed before looking up with the hints it has. */
 const CATCH_UP_LIMIT_MS = 2000;
+/** Instances asked about and judged together; bounds the memory one large transaction needs. */
+const VERIFY_SLICE = 5000;
 
 export type VerificationProgress =
   /** verifiedNow: this call completed the verdict (false when there was nothing left to do). */
@@ -37,12 +39,7 @@ interface Holdings {
 async function askOrthanc(deps: VerifierDeps, undecided: readonly InstanceRecord[]): Promise<Holdings | undefined> {
   try {
     const uids = undecided.map((i) => i.sopInstanceUid);
-    let hints: Map<string, string> | undefined;
-    if (deps.index) {
-      // Index what Orthanc received up to now (bounded), so that just-stored instances need no search.
-      await Promise.race([deps.index.catchUp(), new Promise((resolve) => setTimeout(resolve, CATCH_UP_LIMIT_MS).unref())]);
-      hints = deps.index.uids.find(uids);
-    }
+    const hints = deps.index?.uids.find(uids);
     const stored = await deps.orthanc.lookupInstances(uids, hints);
     if (hints) {
       const stale = [...hints].filter(([uid, id]) => stored.get(uid)?.orthancId !== id).map(([uid]) => uid);
@@ -76,25 +73,37 @@ export async function verifyTransaction(deps: VerifierDeps, id: number): Promise
   const record = deps.store.get(id);
   if (!record || record.state !== 'RECEIVED') return { done: true, verifiedNow: false };
   const undecided = deps.store.undecidedInstances(id);
-  const holdings = undecided.length > 0 ? await askOrthanc(deps, undecided) : { stored: new Map<string, StoredInstance>(), integrity: undefined };
+  if (deps.index && undecided.length > 0) {
+    // Index what Orthanc received up to now (bounded), so that just-stored instances need no search.
+    await Promise.race([deps.index.catchUp(), new Promise((resolve) => setTimeout(resolve, CATCH_UP_LIMIT_MS).unref())]);
+  }
 
-  // Judge with the clock read after the lookup: an instance found absent before the deadline is still
-  // given the benefit of the doubt only if the deadline had not passed when we looked.
-  const now = deps.now();
-  const windows = { arrivalOpen: now < record.arrivalDeadline, verifyOpen: now < record.verifyDeadline };
+  // Ask and judge slice by slice: what Orthanc says about 100,000 instances need not be in memory at once.
   const committed: number[] = [];
   const failures: Array<{ seq: number; failureReason: FailureReasonCode }> = [];
   let waitingFor: 'arrival' | 'orthanc' | undefined;
   let stillUndecided = 0;
-  for (const instance of undecided) {
-    const judgement: Judgement = judgeInstance(instance, findingFor(holdings, instance), windows);
-    if (judgement.outcome === 'pending') {
-      stillUndecided++;
-      waitingFor = waitingFor === 'orthanc' ? 'orthanc' : judgement.waitingFor;
-    } else if (judgement.outcome === 'committed') {
-      committed.push(instance.seq);
-    } else {
-      failures.push({ seq: instance.seq, failureReason: judgement.reason });
+  let now = deps.now();
+  let orthancAnswered = true;
+  for (let start = 0; start < undecided.length; start += VERIFY_SLICE) {
+    const slice = undecided.slice(start, start + VERIFY_SLICE);
+    // Once Orthanc failed us, the rest of this round is undecided too: no point asking again now.
+    const holdings: Holdings | undefined = orthancAnswered ? await askOrthanc(deps, slice) : undefined;
+    orthancAnswered = holdings !== undefined;
+    // Judge with the clock read after the lookup: an instance found absent is given the benefit of the
+    // doubt only if the arrival deadline had not passed when we looked.
+    now = deps.now();
+    const windows = { arrivalOpen: now < record.arrivalDeadline, verifyOpen: now < record.verifyDeadline };
+    for (const instance of slice) {
+      const judgement: Judgement = judgeInstance(instance, findingFor(holdings, instance), windows);
+      if (judgement.outcome === 'pending') {
+        stillUndecided++;
+        waitingFor = waitingFor === 'orthanc' ? 'orthanc' : judgement.waitingFor;
+      } else if (judgement.outcome === 'committed') {
+        committed.push(instance.seq);
+      } else {
+        failures.push({ seq: instance.seq, failureReason: judgement.reason });
+      }
     }
   }
   if (stillUndecided === 0) {

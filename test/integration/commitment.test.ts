@@ -137,6 +137,14 @@ describe('storage commitment end to end', () => {
     assert.deepEqual(outcome.report?.failed.map((f) => f.failureReason), [FailureReason.NoSuchObjectInstance]);
   });
 
+  it('serves an SCU that proposes only Implicit VR Little Endian, reporting in that transfer syntax', async () => {
+    const refs = stored.slice(31, 33).map((i) => ({ sopClassUid: i.sopClassUid, sopInstanceUid: i.sopInstanceUid }));
+    const outcome = await requestCommitment({ ...target(), transferSyntaxes: ['1.2.840.10008.1.2'] }, refs, { keepOpenMs: 10_000, reportTimeoutMs: 10_000 });
+    assert.equal(outcome.nAction.status, 0);
+    assert.equal(outcome.report?.via, 'same-association');
+    assert.deepEqual(outcome.report?.committed, refs);
+  });
+
   it('records each transaction with its state and delivery attempts (HTTP API)', async () => {
     const outcome = await requestCommitment(target(), [{ sopClassUid: CT, sopInstanceUid: stored[30]!.sopInstanceUid }], { keepOpenMs: 0, reportTimeoutMs: 10_000, receiver });
     type Detail = { state: string; deliveryAttemptLog: Array<{ ok: boolean; via: string }> };
