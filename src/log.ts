@@ -24,5 +24,6 @@ export function routeDimseLogs(logger: Logger): void {
       else child.debug(msg);
     };
   };
-  dimseLog.setLevel('trace');
+  // Its per-PDU traces are built even when nobody reads them: ask for them only when we log at debug.
+  dimseLog.setLevel(logger.isLevelEnabled('debug') ? 'trace' : 'warn');
 }

@@ -164,7 +164,14 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Side
     { name: 'follow-changes', everyMs: 1000, run: () => follower.poll() },
     { name: 'expire-reports', everyMs: 5000, run: () => service.expireOverdue() },
     { name: 'refresh-peers', everyMs: config.peersRefresh, run: refreshFromOrthanc },
-    { name: 'purge-finished', everyMs: 3600 * 1000, run: () => logger.info({ purged: service.purgeFinished() }, 'purged finished transactions') },
+    {
+      name: 'purge-finished',
+      everyMs: 3600 * 1000,
+      run: () => {
+        const purged = service.purgeFinished();
+        if (purged > 0) logger.info({ purged }, 'purged finished transactions past STGCMT_RETENTION');
+      },
+    },
   ]);
 
   return {

@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import ms from 'ms';
-import { describeFailureReason, type SopReference } from '../commitment/types.js';
+import { describeFailureReason, hex16, type SopReference } from '../commitment/types.js';
 import { log as dimseLog } from '../dicom/dimse.js';
 import { requestCommitment } from './commitment-scu.js';
 import { referencesFromFiles, referencesFromOrthancStudy, referencesFromUidList } from './instance-sources.js';
@@ -100,11 +100,11 @@ async function main(argv: string[]): Promise<number> {
     if (o.json) {
       process.stdout.write(`${JSON.stringify({ ...outcome, elapsedMs: Math.round(outcome.elapsedMs), rejectedReportAssociations: receiver?.rejections ?? [] }, null, 2)}\n`);
     } else {
-      process.stdout.write(`Transaction ${outcome.transactionUid}: N-ACTION status 0x${outcome.nAction.status.toString(16).padStart(4, '0')}${outcome.nAction.errorComment ? ` (${outcome.nAction.errorComment})` : ''}\n`);
+      process.stdout.write(`Transaction ${outcome.transactionUid}: N-ACTION status ${hex16(outcome.nAction.status)}${outcome.nAction.errorComment ? ` (${outcome.nAction.errorComment})` : ''}\n`);
       for (const rejection of receiver?.rejections ?? []) process.stdout.write(`Refused a report association from ${rejection.callingAeTitle}: ${rejection.reason}\n`);
       if (report) {
         for (const c of report.committed) process.stdout.write(`COMMITTED  ${c.sopClassUid}  ${c.sopInstanceUid}\n`);
-        for (const f of report.failed) process.stdout.write(`FAILED     ${f.sopClassUid}  ${f.sopInstanceUid}  0x${f.failureReason.toString(16).padStart(4, '0')} ${describeFailureReason(f.failureReason)}\n`);
+        for (const f of report.failed) process.stdout.write(`FAILED     ${f.sopClassUid}  ${f.sopInstanceUid}  ${hex16(f.failureReason)} ${describeFailureReason(f.failureReason)}\n`);
         process.stdout.write(`Report (event type ${report.eventTypeId}, ${report.via}) in ${Math.round(outcome.elapsedMs)} ms: ${report.committed.length} committed, ${report.failed.length} failed of ${references.length} requested\n`);
       } else if (outcome.nAction.status === 0) {
         process.stdout.write(`No report within ${ms(timeoutMs)}: do NOT delete any image on this basis\n`);

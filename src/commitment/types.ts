@@ -63,6 +63,11 @@ export interface Verdict {
   readonly failed: readonly FailedSopReference[];
 }
 
+/** A status or Failure Reason as DICOM writes it: 0x0112. */
+export function hex16(code: number): string {
+  return `0x${code.toString(16).padStart(4, '0')}`;
+}
+
 /** Words for a Failure Reason, for logs, the API and the dashboard. */
 export function describeFailureReason(code: number): string {
   switch (code) {
@@ -79,6 +84,6 @@ export function describeFailureReason(code: number): string {
     case FailureReason.DuplicateTransactionUid:
       return 'Duplicate Transaction UID';
     default:
-      return `Failure reason 0x${code.toString(16).padStart(4, '0')}`;
+      return `Failure reason ${hex16(code)}`;
   }
 }

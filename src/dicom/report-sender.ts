@@ -5,7 +5,7 @@
  */
 import type { ConnectionOptions } from 'node:tls';
 import type { EventReport } from '../commitment/report.js';
-import { STORAGE_COMMITMENT_SOP_CLASS } from '../commitment/types.js';
+import { STORAGE_COMMITMENT_SOP_CLASS, hex16 } from '../commitment/types.js';
 import type { Peer } from '../peers/peer-directory.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from './dataset-writer.js';
 import { DeliveryError, isDeliveredStatus, responseTimeoutFor, sendEventReport } from './event-report.js';
@@ -68,7 +68,7 @@ export async function sendReportOnNewAssociation(
     if (!roles && options.strictRoleSelection) throw new DeliveryError(`${peer.aeTitle} did not answer our role selection (strict mode)`);
     const status = await sendEventReport(open.network, report, responseTimeoutFor(report, options.timeoutMs));
     if (!isDeliveredStatus(status)) {
-      throw new DeliveryError(`${peer.aeTitle} answered the N-EVENT-REPORT with status 0x${status.toString(16).padStart(4, '0')}`);
+      throw new DeliveryError(`${peer.aeTitle} answered the N-EVENT-REPORT with status ${hex16(status)}`);
     }
     // Delivered the moment the response arrived; a peer slow to release must not delay the record.
     void open.release(options.timeoutMs);

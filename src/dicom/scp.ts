@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { parseCommitmentRequest } from '../commitment/request.js';
 import type { EventReport } from '../commitment/report.js';
-import { DimseStatus, type CommitmentRequest, type DimseStatusCode } from '../commitment/types.js';
+import { DimseStatus, hex16, type CommitmentRequest, type DimseStatusCode } from '../commitment/types.js';
 import type { Peer } from '../peers/peer-directory.js';
 import {
   constants,
@@ -88,7 +88,7 @@ export class StorageCommitmentScp extends Scp {
       const problem = guard.inspect(chunk);
       if (!problem) return;
       this.log.warn({ problem }, 'refusing malformed or oversized PDU; aborting association');
-      this.abortAndClose();
+      this.abortAndClose(constants.AbortReason.InvalidPduParameter);
     });
     this.on('close', () => {
       this.open = false;
@@ -161,7 +161,7 @@ export class StorageCommitmentScp extends Scp {
       { maxInstances: this.context.maxInstances },
     );
     if (!parsed.ok) {
-      this.log.warn({ callingAet: peer.aeTitle, status: hex(parsed.rejection.status), comment: parsed.rejection.comment }, 'N-ACTION refused');
+      this.log.warn({ callingAet: peer.aeTitle, status: hex16(parsed.rejection.status), comment: parsed.rejection.comment }, 'N-ACTION refused');
       response.setStatus(parsed.rejection.status);
       response.setErrorComment(parsed.rejection.comment);
       callback(response);
@@ -202,18 +202,15 @@ export class StorageCommitmentScp extends Scp {
     callback(response);
   }
 
-  abortAndClose(): void {
+  /** A-ABORT (service provider) and close: on a protocol fault, or at shutdown (reason not specified). */
+  abortAndClose(reason: number = constants.AbortReason.NotSpecified): void {
     this.open = false;
     const socket = internals(this).socket;
     if (socket.destroyed) return;
     try {
-      this.sendAbort(constants.AbortSource.ServiceProvider, constants.AbortReason.InvalidPduParameter);
+      this.sendAbort(constants.AbortSource.ServiceProvider, reason);
     } finally {
       socket.destroy();
     }
   }
-}
-
-function hex(status: number): string {
-  return `0x${status.toString(16).padStart(4, '0')}`;
 }

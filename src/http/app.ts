@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { describeFailureReason } from '../commitment/types.js';
+import { describeFailureReason, hex16 } from '../commitment/types.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Peer } from '../peers/peer-directory.js';
 import { TransactionStates } from '../store/states.js';
@@ -150,7 +150,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
       sopClassUid: i.sopClassUid,
       sopInstanceUid: i.sopInstanceUid,
       outcome: i.outcome ?? 'pending',
-      ...(i.failureReason !== null ? { failureReason: i.failureReason, failureReasonHex: `0x${i.failureReason.toString(16).padStart(4, '0')}`, failureReasonText: describeFailureReason(i.failureReason) } : {}),
+      ...(i.failureReason !== null ? { failureReason: i.failureReason, failureReasonHex: hex16(i.failureReason), failureReasonText: describeFailureReason(i.failureReason) } : {}),
     }));
     const attempts = deps.store.deliveryAttempts(record.id).map((a) => ({ ...a, at: new Date(a.at).toISOString() }));
     res.json({ ...presentTransaction(record), instanceOutcomes: instances, deliveryAttemptLog: attempts });

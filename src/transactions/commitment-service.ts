@@ -4,8 +4,7 @@
  * time; everything it needs to resume is in the store, so a restart simply calls resume().
  */
 import type { Logger } from 'pino';
-import type { CommitmentRequest } from '../commitment/types.js';
-import { DimseStatus } from '../commitment/types.js';
+import { DimseStatus, hex16, type CommitmentRequest } from '../commitment/types.js';
 import type { CommitmentIntake, IntakeAnswer, ReportChannel, RequestOrigin } from '../dicom/scp.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { TransactionStore } from '../store/transaction-store.js';
@@ -104,7 +103,7 @@ export class CommitmentService implements CommitmentIntake {
     const log = this.logger.child({ transactionUid: record.transactionUid, callingAet: record.callingAeTitle });
     log.info({ committed: record.committedCount, failed: record.failedCount, eventTypeId: record.eventTypeId, verifyMs: record.verifiedAt - record.receivedAt }, 'transaction verified');
     for (const { outcome, failureReason, count } of this.store.outcomeCounts(id)) {
-      this.metrics.instances.inc({ result: outcome === 'committed' ? 'committed' : `0x${(failureReason ?? 0).toString(16).padStart(4, '0')}` }, count);
+      this.metrics.instances.inc({ result: outcome === 'committed' ? 'committed' : hex16(failureReason ?? 0) }, count);
     }
   }
 

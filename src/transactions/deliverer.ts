@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { buildEventReport, type EventReport } from '../commitment/report.js';
+import { hex16 } from '../commitment/types.js';
 import { DeliveryError, isDeliveredStatus, responseTimeoutFor } from '../dicom/event-report.js';
 import type { ReportChannel } from '../dicom/scp.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -57,7 +58,7 @@ export async function deliverTransaction(deps: DelivererDeps, record: Transactio
   if (channel && sameAssociation) {
     const result = await attempt(deps, 'same-association', async () => {
       const status = await channel.send(report, responseTimeoutFor(report, deps.timeoutMs));
-      if (!isDeliveredStatus(status)) throw new DeliveryError(`peer answered status 0x${status.toString(16).padStart(4, '0')}`);
+      if (!isDeliveredStatus(status)) throw new DeliveryError(`peer answered status ${hex16(status)}`);
     });
     log.info({ via: result.via, ok: result.ok, error: result.error, durationMs: result.durationMs }, 'delivery attempt');
     if (result.ok) {
