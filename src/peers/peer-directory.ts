@@ -77,10 +77,6 @@ export class PeerDirectory {
     return [...this.peers.values()];
   }
 
-  get isLoaded(): boolean {
-    return this.loaded;
-  }
-
   /**
    * Reloads every source. If any source fails the previous directory stays in force (and the error goes
    * to the caller): a transient Orthanc outage must not make us forget the peers.

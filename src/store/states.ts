@@ -22,7 +22,3 @@ const allowed: Record<TransactionState, readonly TransactionState[]> = {
 export function canTransition(from: TransactionState, to: TransactionState): boolean {
   return allowed[from].includes(to);
 }
-
-export function isFinal(state: TransactionState): boolean {
-  return state === 'REPORTED' || state === 'EXPIRED';
-}

@@ -60,14 +60,15 @@ export async function deliverTransaction(deps: DelivererDeps, record: Transactio
       const status = await channel.send(report, responseTimeoutFor(report, deps.timeoutMs));
       if (!isDeliveredStatus(status)) throw new DeliveryError(`peer answered status ${hex16(status)}`);
     });
-    log.info({ via: result.via, ok: result.ok, error: result.error, durationMs: result.durationMs }, 'delivery attempt');
     if (result.ok) {
       deps.store.recordDelivery(record.id, result, undefined);
+      log.info({ via: result.via, durationMs: result.durationMs, committed: report.referenced.length, failed: report.failed.length }, 'report delivered');
       return 'delivered';
     }
     // The modality's association failed us mid-way: fall through to a new association at once, but keep
     // the failed attempt on record.
     deps.store.recordDelivery(record.id, result, deps.now());
+    log.warn({ via: result.via, error: result.error, durationMs: result.durationMs }, 'delivery on the modality\'s association failed; opening a new one');
   }
 
   const peer = deps.findPeer(record.callingAeTitle);
@@ -80,9 +81,9 @@ export async function deliverTransaction(deps: DelivererDeps, record: Transactio
   const nextAttemptAt = result.ok ? undefined : result.at + retryDelay(attemptNumber, deps.retryInitialMs, deps.retryMaxMs);
   deps.store.recordDelivery(record.id, result, nextAttemptAt);
   if (result.ok) {
-    log.info({ via: result.via, ok: true, durationMs: result.durationMs, committed: report.referenced.length, failed: report.failed.length }, 'report delivered');
+    log.info({ via: result.via, durationMs: result.durationMs, committed: report.referenced.length, failed: report.failed.length }, 'report delivered');
     return 'delivered';
   }
-  log.warn({ via: result.via, ok: false, error: result.error, attempt: attemptNumber, nextAttemptAt: new Date(nextAttemptAt!).toISOString() }, 'report delivery failed; will retry');
+  log.warn({ via: result.via, error: result.error, attempt: attemptNumber, nextAttemptAt: new Date(nextAttemptAt!).toISOString() }, 'report delivery failed; will retry');
   return 'retry';
 }

@@ -159,7 +159,7 @@ describe('sidecar killed (SIGKILL) mid-transaction, modality unreachable when th
     stack.modality.pause();
     try {
       stack.pacs.resume();
-      // No log line marks the start of an attempt; the attempt's TCP connection to the modality does.
+      // The attempt's TCP connection to the modality shows it is in flight (past the 'delivering report' line).
       await waitUntil(() => establishedConnectionsTo(stack.sidecar.pid, stack.modality.dicomPort) >= 1, 4000, 20);
       const inFlight = await apiTransaction(stack.sidecar, id);
       assert.equal(inFlight?.state, 'VERIFIED', 'verified, first attempt in flight');
