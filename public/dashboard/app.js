@@ -565,7 +565,7 @@ async function load() {
   const [summary, page, detail] = await Promise.allSettled([
     request('../api/summary'),
     request(`../api/transactions?${listParams}`),
-    txUid ? request(`../api/transactions/${encodeURIComponent(txUid)}`) : Promise.resolve(null),
+    txUid ? request(`../api/transactions/${encodeURIComponent(txUid)}?instances=not-committed`) : Promise.resolve(null),
     health,
   ]);
 

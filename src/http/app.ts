@@ -38,6 +38,8 @@ const listQuery = z.object({
   offset: z.coerce.number().int().min(0).default(0),
 });
 
+const detailQuery = z.object({ instances: z.enum(['all', 'not-committed']).default('all') });
+
 function presentTransaction(record: TransactionRecord): Record<string, unknown> {
   const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
   return {
@@ -141,12 +143,19 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   });
 
   api.get('/transactions/:uid', (req, res) => {
+    const parsed = detailQuery.safeParse(req.query);
+    if (!parsed.success) {
+      res.status(400).json({ error: 'invalid query parameter instances: use all or not-committed' });
+      return;
+    }
     const record = deps.store.findByUid(req.params['uid'] ?? '');
     if (!record) {
       res.status(404).json({ error: 'no such transaction' });
       return;
     }
-    const instances = deps.store.instances(record.id).map((i) => ({
+    // A 100,000-instance transaction is 100,000 rows: a dashboard refreshing every few seconds wants only
+    // the instances that need attention.
+    const instances = deps.store.instances(record.id, { notCommitted: parsed.data.instances === 'not-committed' }).map((i) => ({
       sopClassUid: i.sopClassUid,
       sopInstanceUid: i.sopInstanceUid,
       outcome: i.outcome ?? 'pending',

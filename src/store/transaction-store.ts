@@ -339,9 +339,11 @@ export class TransactionStore {
     return counts;
   }
 
-  instances(id: number): InstanceRecord[] {
+  /** A transaction's instances in request order; `notCommitted` keeps the failed and undecided ones only. */
+  instances(id: number, filter: { notCommitted?: boolean } = {}): InstanceRecord[] {
+    const where = filter.notCommitted ? ` AND (outcome IS NULL OR outcome = 'failed')` : '';
     const rows = this.db
-      .prepare('SELECT seq, sop_class_uid, sop_instance_uid, outcome, failure_reason FROM instances WHERE transaction_id = ? ORDER BY seq')
+      .prepare(`SELECT seq, sop_class_uid, sop_instance_uid, outcome, failure_reason FROM instances WHERE transaction_id = ?${where} ORDER BY seq`)
       .all(id) as Array<{ seq: number; sop_class_uid: string; sop_instance_uid: string; outcome: 'committed' | 'failed' | null; failure_reason: FailureReasonCode | null }>;
     return rows.map((r) => ({ seq: r.seq, sopClassUid: r.sop_class_uid, sopInstanceUid: r.sop_instance_uid, outcome: r.outcome, failureReason: r.failure_reason }));
   }

@@ -120,6 +120,9 @@ describe('HTTP API and operations', () => {
     const detail = (await stack.sidecar.api<Detail>('GET', `/api/transactions/${uids[2]}`)).body;
     assert.deepEqual(detail.instanceOutcomes.map((i) => i.outcome), ['committed', 'failed']);
     assert.equal(detail.instanceOutcomes[1]?.failureReasonHex, '0x0112');
+    const attention = (await stack.sidecar.api<Detail>('GET', `/api/transactions/${uids[2]}?instances=not-committed`)).body;
+    assert.deepEqual(attention.instanceOutcomes.map((i) => i.outcome), ['failed']);
+    assert.equal((await stack.sidecar.api('GET', `/api/transactions/${uids[2]}?instances=some`)).status, 400);
     assert.match(detail.instanceOutcomes[1]?.failureReasonText ?? '', /No such object instance/);
     const before = receiver.reports.filter((r) => r.transactionUid === uids[2]).length;
     const response = await stack.sidecar.api<{ state: string }>('POST', `/api/transactions/${uids[2]}/redeliver`);
