@@ -448,7 +448,13 @@ function renderDetail(detail, error) {
                 el(
                   'tr',
                   { dataset: { uid: i.sopInstanceUid } },
-                  el('td', {}, el('div', { class: 'mono uid' }, i.sopInstanceUid), el('div', { class: 'subtle', title: i.sopClassUid }, `requested as ${sopClassName(i.sopClassUid)}`)),
+                  el(
+                    'td',
+                    {},
+                    el('div', { class: 'mono uid' }, i.sopInstanceUid),
+                    el('div', { class: 'subtle', title: i.sopClassUid }, `requested as ${sopClassName(i.sopClassUid)}`),
+                    i.storedSopClassUid ? el('div', { class: 'subtle', title: i.storedSopClassUid }, `stored as ${sopClassName(i.storedSopClassUid)}`) : null,
+                  ),
                   el(
                     'td',
                     { class: 'reason' },

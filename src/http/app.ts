@@ -160,6 +160,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
       sopInstanceUid: i.sopInstanceUid,
       outcome: i.outcome ?? 'pending',
       ...(i.failureReason !== null ? { failureReason: i.failureReason, failureReasonHex: hex16(i.failureReason), failureReasonText: describeFailureReason(i.failureReason) } : {}),
+      ...(i.storedSopClassUid ? { storedSopClassUid: i.storedSopClassUid } : {}),
     }));
     const attempts = deps.store.deliveryAttempts(record.id).map((a) => ({ ...a, at: new Date(a.at).toISOString() }));
     res.json({ ...presentTransaction(record), instanceOutcomes: instances, deliveryAttemptLog: attempts });

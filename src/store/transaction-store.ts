@@ -47,6 +47,15 @@ export interface InstanceRecord extends SopReference {
   readonly seq: number;
   readonly outcome: 'committed' | 'failed' | null;
   readonly failureReason: FailureReasonCode | null;
+  /** For a 0119H failure: the SOP Class Orthanc holds the instance under. */
+  readonly storedSopClassUid?: string | null;
+}
+
+/** A failed instance as the verifier saves it. */
+export interface FailureRecord {
+  readonly seq: number;
+  readonly failureReason: FailureReasonCode;
+  readonly storedSopClassUid?: string | undefined;
 }
 
 export interface DeliveryAttemptRecord {
@@ -123,6 +132,7 @@ CREATE TABLE IF NOT EXISTS instances (
   sop_instance_uid TEXT NOT NULL,
   outcome TEXT,
   failure_reason INTEGER,
+  stored_sop_class_uid TEXT,
   PRIMARY KEY (transaction_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS delivery_attempts (
@@ -209,12 +219,23 @@ export class TransactionStore {
     this.db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     this.db.pragma('foreign_keys = ON');
     this.db.exec(SCHEMA);
+    this.migrate();
     this.insertInstance = this.db.prepare(
       'INSERT INTO instances (transaction_id, seq, sop_class_uid, sop_instance_uid, outcome, failure_reason) VALUES (?, ?, ?, ?, ?, ?)',
     );
     this.insertInstances = this.db.prepare(
       `INSERT INTO instances (transaction_id, seq, sop_class_uid, sop_instance_uid) VALUES ${Array(INSERT_ROWS).fill('(?, ?, ?, ?)').join(', ')}`,
     );
+  }
+
+  /** Schema changes after the first release, keyed by SQLite's user_version. */
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version < 1) {
+      const columns = (this.db.pragma('table_info(instances)') as Array<{ name: string }>).map((c) => c.name);
+      if (!columns.includes('stored_sop_class_uid')) this.db.exec('ALTER TABLE instances ADD COLUMN stored_sop_class_uid TEXT');
+      this.db.pragma('user_version = 1');
+    }
   }
 
   static open(dataDir: string, options: StoreOptions): TransactionStore {
@@ -343,9 +364,9 @@ export class TransactionStore {
   instances(id: number, filter: { notCommitted?: boolean } = {}): InstanceRecord[] {
     const where = filter.notCommitted ? ` AND (outcome IS NULL OR outcome = 'failed')` : '';
     const rows = this.db
-      .prepare(`SELECT seq, sop_class_uid, sop_instance_uid, outcome, failure_reason FROM instances WHERE transaction_id = ?${where} ORDER BY seq`)
-      .all(id) as Array<{ seq: number; sop_class_uid: string; sop_instance_uid: string; outcome: 'committed' | 'failed' | null; failure_reason: FailureReasonCode | null }>;
-    return rows.map((r) => ({ seq: r.seq, sopClassUid: r.sop_class_uid, sopInstanceUid: r.sop_instance_uid, outcome: r.outcome, failureReason: r.failure_reason }));
+      .prepare(`SELECT seq, sop_class_uid, sop_instance_uid, outcome, failure_reason, stored_sop_class_uid FROM instances WHERE transaction_id = ?${where} ORDER BY seq`)
+      .all(id) as Array<{ seq: number; sop_class_uid: string; sop_instance_uid: string; outcome: 'committed' | 'failed' | null; failure_reason: FailureReasonCode | null; stored_sop_class_uid: string | null }>;
+    return rows.map((r) => ({ seq: r.seq, sopClassUid: r.sop_class_uid, sopInstanceUid: r.sop_instance_uid, outcome: r.outcome, failureReason: r.failure_reason, storedSopClassUid: r.stored_sop_class_uid }));
   }
 
   undecidedInstances(id: number): InstanceRecord[] {
@@ -363,19 +384,22 @@ export class TransactionStore {
    * Saves the failures, then marks every instance still undecided as committed, in one statement: the
    * common end of a verification, where per-row updates would cost 100,000 statements.
    */
-  saveFinalOutcomes(id: number, failures: ReadonlyArray<{ seq: number; failureReason: FailureReasonCode }>): void {
-    const fail = this.db.prepare(`UPDATE instances SET outcome = 'failed', failure_reason = ? WHERE transaction_id = ? AND seq = ? AND outcome IS NULL`);
+  saveFinalOutcomes(id: number, failures: readonly FailureRecord[]): void {
+    const fail = this.db.prepare(`UPDATE instances SET outcome = 'failed', failure_reason = ?, stored_sop_class_uid = ? WHERE transaction_id = ? AND seq = ? AND outcome IS NULL`);
     this.db.transaction(() => {
-      for (const f of failures) fail.run(f.failureReason, id, f.seq);
+      for (const f of failures) fail.run(f.failureReason, f.storedSopClassUid ?? null, id, f.seq);
       this.db.prepare(`UPDATE instances SET outcome = 'committed' WHERE transaction_id = ? AND outcome IS NULL`).run(id);
     })();
   }
 
   /** Saves final judgements as they are made, so a restart does not redo decided instances. */
-  saveOutcomes(id: number, outcomes: ReadonlyArray<{ seq: number; outcome: 'committed' | 'failed'; failureReason?: FailureReasonCode }>): void {
-    const update = this.db.prepare('UPDATE instances SET outcome = ?, failure_reason = ? WHERE transaction_id = ? AND seq = ? AND outcome IS NULL');
+  saveOutcomes(id: number, outcomes: ReadonlyArray<{ seq: number; outcome: 'committed' } | ({ outcome: 'failed' } & FailureRecord)>): void {
+    const update = this.db.prepare('UPDATE instances SET outcome = ?, failure_reason = ?, stored_sop_class_uid = ? WHERE transaction_id = ? AND seq = ? AND outcome IS NULL');
     this.db.transaction(() => {
-      for (const o of outcomes) update.run(o.outcome, o.failureReason ?? null, id, o.seq);
+      for (const o of outcomes) {
+        if (o.outcome === 'failed') update.run('failed', o.failureReason, o.storedSopClassUid ?? null, id, o.seq);
+        else update.run('committed', null, null, id, o.seq);
+      }
     })();
   }
 

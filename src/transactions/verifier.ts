@@ -5,10 +5,9 @@
  */
 import type { Logger } from 'pino';
 import { judgeInstance, type InstanceFinding, type Judgement } from '../commitment/verdict.js';
-import type { FailureReasonCode } from '../commitment/types.js';
 import type { Integrity, OrthancClient, StoredInstance } from '../orthanc/client.js';
 import type { UidIndex } from '../orthanc/uid-index.js';
-import type { InstanceRecord, TransactionStore } from '../store/transaction-store.js';
+import type { FailureRecord, InstanceRecord, TransactionStore } from '../store/transaction-store.js';
 
 export interface VerifierDeps {
   readonly store: TransactionStore;
@@ -80,7 +79,7 @@ export async function verifyTransaction(deps: VerifierDeps, id: number): Promise
 
   // Ask and judge slice by slice: what Orthanc says about 100,000 instances need not be in memory at once.
   const committed: number[] = [];
-  const failures: Array<{ seq: number; failureReason: FailureReasonCode }> = [];
+  const failures: FailureRecord[] = [];
   let waitingFor: 'arrival' | 'orthanc' | undefined;
   let stillUndecided = 0;
   let now = deps.now();
@@ -95,14 +94,17 @@ export async function verifyTransaction(deps: VerifierDeps, id: number): Promise
     now = deps.now();
     const windows = { arrivalOpen: now < record.arrivalDeadline, verifyOpen: now < record.verifyDeadline };
     for (const instance of slice) {
-      const judgement: Judgement = judgeInstance(instance, findingFor(holdings, instance), windows);
+      const finding = findingFor(holdings, instance);
+      const judgement: Judgement = judgeInstance(instance, finding, windows);
       if (judgement.outcome === 'pending') {
         stillUndecided++;
         waitingFor = waitingFor === 'orthanc' ? 'orthanc' : judgement.waitingFor;
       } else if (judgement.outcome === 'committed') {
         committed.push(instance.seq);
       } else {
-        failures.push({ seq: instance.seq, failureReason: judgement.reason });
+        // Say under which class it is stored: what an integrator needs to fix a 0119H.
+        const storedSopClassUid = finding.kind === 'stored' && finding.sopClassUid !== instance.sopClassUid ? finding.sopClassUid : undefined;
+        failures.push({ seq: instance.seq, failureReason: judgement.reason, storedSopClassUid });
       }
     }
   }

@@ -66,6 +66,12 @@ describe('storage commitment end to end', () => {
     assert.equal(reasons.size, 4);
     for (const a of absent) assert.equal(reasons.get(a.sopInstanceUid), FailureReason.NoSuchObjectInstance);
     for (const w of wrongClass) assert.equal(reasons.get(w.sopInstanceUid), FailureReason.ClassInstanceConflict);
+    // The API says under which class a 0119H instance is stored (the Transaction UID is Orthanc's job ID).
+    type Detail = { instanceOutcomes: Array<{ sopInstanceUid: string; storedSopClassUid?: string }> };
+    await waitUntil(async () => (await stack.sidecar.api('GET', `/api/transactions/${result.id}`)).status === 200, 5000);
+    const detail = (await stack.sidecar.api<Detail>('GET', `/api/transactions/${result.id}`)).body;
+    for (const w of wrongClass) assert.equal(detail.instanceOutcomes.find((i) => i.sopInstanceUid === w.sopInstanceUid)?.storedSopClassUid, MR);
+    for (const a of absent) assert.equal(detail.instanceOutcomes.find((i) => i.sopInstanceUid === a.sopInstanceUid)?.storedSopClassUid, undefined);
   });
 
   it('answers each malformed N-ACTION with its DIMSE status, and keeps serving', async () => {

@@ -207,6 +207,9 @@ describe('dashboard in a real browser', () => {
       const reason = await page.locator(`#failed-body tr[data-uid="${ref.sopInstanceUid}"] .reason`).textContent();
       assert.match(reason ?? '', /Class\/instance conflict/);
       assert.match(reason ?? '', /0x0119/);
+      const where = await page.locator(`#failed-body tr[data-uid="${ref.sopInstanceUid}"]`).textContent();
+      assert.match(where ?? '', /requested as CT Image/);
+      assert.match(where ?? '', /stored as MR Image/);
     }
     assert.equal(await page.locator('#attempts-body tr').count(), 1);
     assert.match(await text('#attempts-body tr:nth-child(1)'), /Delivered/);

@@ -167,3 +167,19 @@ describe('TransactionStore bulk paths', () => {
     );
   });
 });
+
+describe('TransactionStore migrations', () => {
+  it('adds the stored SOP Class column to a store created before it existed', async () => {
+    const { default: Database } = await import('better-sqlite3');
+    const dir = mkdtempSync(join(tmpdir(), 'stgcmt-store-'));
+    const old = new Database(join(dir, 'stgcmt.sqlite'));
+    old.exec(`CREATE TABLE instances (transaction_id INTEGER NOT NULL, seq INTEGER NOT NULL, sop_class_uid TEXT NOT NULL,
+      sop_instance_uid TEXT NOT NULL, outcome TEXT, failure_reason INTEGER, PRIMARY KEY (transaction_id, seq)) WITHOUT ROWID`);
+    old.close();
+    const store = TransactionStore.open(dir, { synchronous: 'normal' });
+    const { id } = store.recordRequest(request());
+    store.saveFinalOutcomes(id, [{ seq: 0, failureReason: FailureReason.ClassInstanceConflict, storedSopClassUid: '1.2.840.10008.5.1.4.1.1.4' }]);
+    assert.equal(store.instances(id)[0]?.storedSopClassUid, '1.2.840.10008.5.1.4.1.1.4');
+    store.close();
+  });
+});
