@@ -36,10 +36,12 @@ export function acceptedCommitmentTransferSyntax(network: Scp): string | undefin
 }
 
 /**
- * Resolves with the response status when the peer answers; rejects on timeout, A-ABORT, or a closed
- * connection. The caller decides what a non-success status means.
+ * Resolves with the response status when the peer answers; rejects on timeout (`baseTimeoutMs` grown
+ * with the report's size, see responseTimeoutFor), A-ABORT, or a closed connection. The caller decides
+ * what a non-success status means.
  */
-export function sendEventReport(network: Scp, report: EventReport, timeoutMs: number): Promise<number> {
+export function sendEventReport(network: Scp, report: EventReport, baseTimeoutMs: number): Promise<number> {
+  const timeoutMs = responseTimeoutFor(report, baseTimeoutMs);
   const transferSyntax = acceptedCommitmentTransferSyntax(network);
   if (!transferSyntax) return Promise.reject(new DeliveryError('no accepted Storage Commitment presentation context'));
   const request = new requests.NEventReportRequest(STORAGE_COMMITMENT_SOP_CLASS, STORAGE_COMMITMENT_SOP_INSTANCE, report.eventTypeId);

@@ -66,7 +66,7 @@ export async function sendReportOnNewAssociation(
     const roles = open.grantedRoles(STORAGE_COMMITMENT_SOP_CLASS);
     if (roles && !roles.scp) throw new DeliveryError(`${peer.aeTitle} refused our SCP role for Storage Commitment`);
     if (!roles && options.strictRoleSelection) throw new DeliveryError(`${peer.aeTitle} did not answer our role selection (strict mode)`);
-    const status = await sendEventReport(open.network, report, responseTimeoutFor(report, options.timeoutMs));
+    const status = await sendEventReport(open.network, report, options.timeoutMs);
     if (!isDeliveredStatus(status)) {
       throw new DeliveryError(`${peer.aeTitle} answered the N-EVENT-REPORT with status ${hex16(status)}`);
     }

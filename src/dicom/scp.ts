@@ -33,7 +33,8 @@ export interface ReportChannel {
    * sent then would cross its A-RELEASE-RQ. Waits out RELEASE_GRACE_MS after the response if needed.
    */
   stillOpen(): Promise<boolean>;
-  send(report: EventReport, timeoutMs: number): Promise<number>;
+  /** Sends the report and resolves with the response status (timeout grows with the report's size). */
+  send(report: EventReport, baseTimeoutMs: number): Promise<number>;
 }
 
 /** See ReportChannel.stillOpen. */
@@ -175,7 +176,7 @@ export class StorageCommitmentScp extends Scp {
         calledAeTitle: association.getCalledAeTitle().trim(),
         remoteAddress: this.remoteAddress,
         peer,
-        channel: { stillOpen: () => this.stillOpen(), send: (report, timeoutMs) => sendEventReport(this, report, timeoutMs) },
+        channel: { stillOpen: () => this.stillOpen(), send: (report, baseTimeoutMs) => sendEventReport(this, report, baseTimeoutMs) },
       });
     } catch (error) {
       // Not recorded means not promised: answer failure so the modality keeps its images and asks again.

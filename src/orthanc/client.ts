@@ -29,6 +29,8 @@ export interface StoredInstance {
   readonly sopClassUid: string;
 }
 
+export type DescribedInstance = StoredInstance & { readonly sopInstanceUid: string };
+
 export interface Change {
   readonly seq: number;
   readonly changeType: string;
@@ -114,23 +116,25 @@ export class OrthancClient {
    * SOP Instance UID and SOP Class of instances by Orthanc ID, through /tools/bulk-content (Orthanc
    * leaves out IDs it does not hold). Chunks of BULK_CHUNK run with the client's concurrency.
    */
-  async describeInstances(orthancIds: readonly string[]): Promise<Array<StoredInstance & { sopInstanceUid: string }>> {
-    const described: Array<StoredInstance & { sopInstanceUid: string }> = [];
+  async describeInstances(orthancIds: readonly string[]): Promise<DescribedInstance[]> {
     const chunks: string[][] = [];
     for (let i = 0; i < orthancIds.length; i += BULK_CHUNK) chunks.push(orthancIds.slice(i, i + BULK_CHUNK) as string[]);
-    await Promise.all(
-      chunks.map((chunk) =>
-        this.limit(async () => {
-          // Keep three fields of each answer as it arrives: Orthanc sends ~770 bytes of JSON per instance.
-          const items = await this.call<BulkContentItem[]>('POST', '/tools/bulk-content', { Resources: chunk, Level: 'Instance', Metadata: true });
-          for (const item of items) {
-            const sopInstanceUid = item.MainDicomTags?.SOPInstanceUID;
-            const sopClassUid = item.Metadata?.SopClassUid;
-            if (sopInstanceUid && sopClassUid) described.push({ orthancId: item.ID, sopInstanceUid, sopClassUid });
-          }
-        }),
-      ),
-    );
+    const described = await Promise.all(chunks.map((chunk) => this.limit(() => this.bulkContent(chunk))));
+    return described.flat();
+  }
+
+  /**
+   * One /tools/bulk-content call, kept to three fields per instance as the answer arrives (Orthanc sends
+   * ~770 bytes of JSON per instance). Not rate-limited itself: callers run it inside their own slot.
+   */
+  private async bulkContent(orthancIds: readonly string[]): Promise<DescribedInstance[]> {
+    const items = await this.call<BulkContentItem[]>('POST', '/tools/bulk-content', { Resources: orthancIds, Level: 'Instance', Metadata: true });
+    const described: DescribedInstance[] = [];
+    for (const item of items) {
+      const sopInstanceUid = item.MainDicomTags?.SOPInstanceUID;
+      const sopClassUid = item.Metadata?.SopClassUid;
+      if (sopInstanceUid && sopClassUid) described.push({ orthancId: item.ID, sopInstanceUid, sopClassUid });
+    }
     return described;
   }
 
@@ -147,13 +151,10 @@ export class OrthancClient {
         Expand: false,
       });
       if (ids.length === 0) break;
-      const items = await this.call<BulkContentItem[]>('POST', '/tools/bulk-content', { Resources: ids, Level: 'Instance', Metadata: true });
       let progressed = false;
-      for (const item of items) {
-        const uid = item.MainDicomTags?.SOPInstanceUID;
-        const sopClassUid = item.Metadata?.SopClassUid;
-        if (!uid || !remaining.has(uid) || !sopClassUid) continue;
-        found.set(uid, { orthancId: item.ID, sopClassUid });
+      for (const item of await this.bulkContent(ids)) {
+        if (!remaining.has(item.sopInstanceUid)) continue;
+        found.set(item.sopInstanceUid, { orthancId: item.orthancId, sopClassUid: item.sopClassUid });
         progressed = true;
       }
       if (!progressed) break;

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { buildEventReport, type EventReport } from '../commitment/report.js';
 import { hex16 } from '../commitment/types.js';
-import { DeliveryError, isDeliveredStatus, responseTimeoutFor } from '../dicom/event-report.js';
+import { DeliveryError, isDeliveredStatus } from '../dicom/event-report.js';
 import type { ReportChannel } from '../dicom/scp.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Peer } from '../peers/peer-directory.js';
@@ -57,7 +57,7 @@ export async function deliverTransaction(deps: DelivererDeps, record: Transactio
   log.info({ attempt: record.deliveryAttempts + 1, sameAssociation, committed: report.referenced.length, failed: report.failed.length }, 'delivering report');
   if (channel && sameAssociation) {
     const result = await attempt(deps, 'same-association', async () => {
-      const status = await channel.send(report, responseTimeoutFor(report, deps.timeoutMs));
+      const status = await channel.send(report, deps.timeoutMs);
       if (!isDeliveredStatus(status)) throw new DeliveryError(`peer answered status ${hex16(status)}`);
     });
     if (result.ok) {
