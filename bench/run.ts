@@ -4,21 +4,36 @@
  *
  *   1. 3,000 instances through Orthanc's SCU: Orthanc's built-in Storage Commitment SCP vs the sidecar
  *   2. growth: the sidecar at 2,000 and 20,000 instances (Orthanc's SCU and our dcmjs SCU)
+ *      (1 and 2 on a PACS that holds 25,000 instances: these 20,000 + 2,000 + 3,000)
  *   3. 100,000 instances in one N-ACTION (our SCU): end to end and the sidecar's peak RSS (VmHWM)
  *   4. N-ACTION-RSP latency for 10,000 instances (our SCU; clock starts once the request is built)
  *   5. 20 modalities (distinct calling AE titles) x 1,000 instances at once
  *   6. the raw Orthanc REST lookups (OrthancClient.lookupInstances) for 3,000 and 20,000 UIDs
  *   7. report encoding: our linear writer vs dcmjs's writer
+ *   8. the changes follower's lag behind the 25,000-instance ingest; then 1, 2 and 8 again on Debian
+ *      trixie's Orthanc 1.12.x when scripts/orthanc-1.12-root.sh has made its root
+ *   9. verification policies (STGCMT_VERIFY exists / size / fetch / md5): 3,000 instances end to end on
+ *      a fresh Orthanc 1.10.1 with the shipped storage settings (MD5s recorded, storage cache off)
+ *  10. search (by SOP Instance UID, study, accession, patient, …) over a store of 1,000,000 instances
+ *  11. several nodes on one PostgreSQL (run durable: fsync, synchronous_commit, full_page_writes on): the
+ *      burst of 5 against 1, 2 and 3 sidecar nodes (modality i -> node i mod N), and the per-transaction
+ *      overhead of PostgreSQL vs SQLite (200 x 10 instances one at a time; a 10,000-instance N-ACTION-RSP)
  *
  * Timings are printed, never asserted: the machine has two shared cores.
  * BENCH_SCALE=0.1 shrinks every instance count (for trying the bench out; results are then marked).
+ * BENCH_ONLY=11 (or a list, BENCH_ONLY=7,10) runs only those sections, for development: sections 1-6 and 8
+ * share one bed and run together when any of them is asked for. Such a run writes bench/results/only-…json
+ * and leaves latest.json alone.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { SopReference } from '../src/commitment/types.js';
-import { BURST_AETS, ingest, orthancScuCommit, prepareEntry, progress, SIDECAR_ENV, sidecarTimes, startBed, waitForUidIndex, type Bed, type Ingested, type SidecarTimes } from './lib/bed.js';
+import { POLICY_NAMES } from '../src/transactions/verification-policy.js';
+import { BURST_AETS, ingest, orthancScuCommit, prepareEntry, progress, SIDECAR_ENV, sidecarTimes, startBed, waitForUidIndex, type Bed, type Ingested, type SidecarEntry, type SidecarTimes } from './lib/bed.js';
 import { encodeDcmjs, encodeLinear, type EncodingFigure } from './lib/encoding.js';
 import { describeMachine } from './lib/machine.js';
+import { severalNodes, severalNodesJson, type SeveralNodesPlan } from './lib/nodes.js';
+import { benchSearch } from './lib/search.js';
 import { maxRssBetween, readProcMemory, sampleRss } from './lib/proc.js';
 import { reportCommitsAll, timedCommitment, type TimedCommitment } from './lib/scu.js';
 import { fmtInt, fmtMb, fmtMs, fmtRatio, max, median, percentile, round } from './lib/stats.js';
@@ -26,11 +41,17 @@ import { fmtInt, fmtMb, fmtMs, fmtRatio, max, median, percentile, round } from '
 const ROOT = resolve(import.meta.dirname, '..');
 const RESULTS_DIR = join(ROOT, 'bench', 'results');
 const STORAGE = '/dev/shm';
-const WATCHDOG_MS = 14 * 60_000;
+const WATCHDOG_MS = 30 * 60_000;
 
 const scale = Number(process.env['BENCH_SCALE'] ?? '1');
 if (!(scale > 0 && scale <= 1)) throw new Error('BENCH_SCALE must be in (0, 1]');
 const n = (count: number): number => Math.max(20, Math.round(count * scale));
+
+const SECTIONS = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11'];
+const only = (process.env['BENCH_ONLY'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+if (only.some((s) => !SECTIONS.includes(s))) throw new Error(`BENCH_ONLY must list sections among ${SECTIONS.join(', ')}`);
+/** True when any of these sections is to run (all of them without BENCH_ONLY). */
+const wanted = (...sections: string[]): boolean => only.length === 0 || sections.some((s) => only.includes(s));
 
 const N_SIDE_BY_SIDE = n(3000);
 const N_SMALL = n(2000);
@@ -43,6 +64,11 @@ const GROWTH_RUNS = 3;
 const LATENCY_RUNS = 7;
 const BURST_RUNS = 3;
 const RAW_RUNS = 5;
+const POLICY_RUNS = 3;
+const NODE_COUNTS = [1, 2, 3];
+const SMALL_TRANSACTIONS = n(200);
+const SMALL_SIZE = 10;
+const NODE_LARGE_RUNS = 5;
 
 const TARGETS = {
   speedup: 50,
@@ -148,103 +174,192 @@ function internal(times: Map<string, SidecarTimes>, uids: readonly string[], run
 const fmtInternal = (t: Breakdown | undefined): string =>
   t ? `phases (median): ${t.intakeMs !== undefined ? `POST->N-ACTION recorded ${fmtMs(t.intakeMs)}, ` : ''}verify ${fmtMs(t.verifyMs)}, deliver ${fmtMs(t.deliverMs)}${t.afterMs !== undefined ? `, report acknowledged->REST not Pending ${fmtMs(t.afterMs)}` : ''}` : '';
 
-async function main(): Promise<void> {
-  const startedAt = new Date();
-  const watchdog = setTimeout(() => {
-    process.stderr.write(`bench: still running after ${WATCHDOG_MS / 60_000} min, giving up\n`);
-    process.exit(3);
-  }, WATCHDOG_MS);
-  watchdog.unref();
+/** The PACS for sections 1 and 2: 20,000 + 2,000 + 3,000 instances, so every figure is on a 25,000-instance PACS. */
+interface FilledPacs {
+  readonly largeData: Ingested;
+  readonly smallData: Ingested;
+  readonly sideBySideData: Ingested;
+  readonly total: number;
+  /** How long the sidecar's changes follower took to reach Orthanc's newest change after the ingest. */
+  readonly followerLagMs: number | undefined;
+}
 
-  const sidecarEntry = prepareEntry();
+async function fillPacs(bed: Bed): Promise<FilledPacs> {
+  const largeData = await ingest(bed, N_LARGE, 'growth, large');
+  const smallData = await ingest(bed, N_SMALL, 'growth, small');
+  const sideBySideData = await ingest(bed, N_SIDE_BY_SIDE, 'side by side');
+  const followerLagMs = await waitForUidIndex(bed);
+  if (followerLagMs !== undefined) progress(`  the sidecar's changes follower reached Orthanc's newest change ${fmtMs(followerLagMs)} after the ingest`);
+  return { largeData, smallData, sideBySideData, total: N_LARGE + N_SMALL + N_SIDE_BY_SIDE, followerLagMs };
+}
+
+/**
+ * Sections 1 and 2 on one bed (one Orthanc version): Orthanc's built-in SCP against the sidecar at 3,000,
+ * and the sidecar's growth from 2,000 to 20,000. `labelVersion` marks the rows and result keys of a second version.
+ */
+async function sideBySideAndGrowth(bed: Bed, pacs: FilledPacs, results: Record<string, unknown>, labelVersion: boolean) {
+  const key = labelVersion ? `_${bed.orthancVersion}` : '';
+  const v = labelVersion ? `[Orthanc ${bed.orthancVersion}] ` : '';
+  // ---- 1. side by side, 3,000 instances, Orthanc's SCU -------------------------------------------------
+  const { sideBySideData, smallData, largeData } = pacs;
+  const sideBySide = sideBySideData.refs;
+  progress('warm-up: 100 instances through the sidecar');
+  await orthancScuCommit(bed, bed.stack.sidecarModalityName, sideBySide.slice(0, 100), 60_000);
+  progress(`1. sidecar, ${N_SIDE_BY_SIDE} instances, Orthanc SCU x${SIDECAR_RUNS}`);
+  const sidecar3k = await sidecarOrthancRuns(bed, sideBySide, SIDECAR_RUNS, `sidecar ${N_SIDE_BY_SIDE}`);
+  progress(`1. Orthanc's built-in SCP, ${N_SIDE_BY_SIDE} instances, once (~21 s expected at 3,000)`);
+  const builtin = await orthancScuCommit(bed, 'pacs', sideBySide, 300_000);
+  progress(`  Orthanc built-in: ${fmtMs(builtin.elapsedMs)}`);
+  const times1 = await sidecarTimes(bed);
+  const sidecar3kMedian = median(sidecar3k.runsMs);
+  const speedup = builtin.elapsedMs / sidecar3kMedian;
+  results[`sideBySide${key}`] = {
+    orthancVersion: bed.orthancVersion,
+    pacsInstances: pacs.total,
+    instances: N_SIDE_BY_SIDE,
+    client: 'modality Orthanc (Storage Commitment SCU, REST POST /modalities/{name}/storage-commitment)',
+    endToEnd: 'POST storage-commitment -> report no longer Pending (polled every 50 ms)',
+    orthancBuiltinMs: round(builtin.elapsedMs),
+    sidecarRunsMs: sidecar3k.runsMs.map((v) => round(v)),
+    sidecarMedianMs: round(sidecar3kMedian),
+    sidecarInternal: internal(times1, sidecar3k.uids, sidecar3k),
+    speedup: round(speedup, 2),
+    target: `>= ${TARGETS.speedup}x`,
+    met: speedup >= TARGETS.speedup,
+  };
+  row({ section: '1', measure: `${v}Orthanc built-in SCP, ${fmtInt(N_SIDE_BY_SIDE)} inst. (Orthanc SCU, 1 run)`, value: fmtMs(builtin.elapsedMs) });
+  row({ section: '1', measure: `${v}sidecar, same ${fmtInt(N_SIDE_BY_SIDE)} inst. (Orthanc SCU, median of ${SIDECAR_RUNS})`, value: fmtMs(sidecar3kMedian), detail: `runs ${list(sidecar3k.runsMs)}; ${fmtInternal(internal(times1, sidecar3k.uids, sidecar3k))}` });
+  row({ section: '1', measure: `${v}speedup (built-in / sidecar)`, value: fmtRatio(speedup), target: `>= ${TARGETS.speedup}x`, met: speedup >= TARGETS.speedup });
+
+  // ---- 2. growth, 2,000 vs 20,000 ------------------------------------------------------------------------
+  const small = smallData.refs;
+  const large = largeData.refs;
+  progress(`2. sidecar growth, Orthanc SCU: ${N_SMALL} and ${N_LARGE} x${GROWTH_RUNS}`);
+  const orthSmall = await sidecarOrthancRuns(bed, small, GROWTH_RUNS, `sidecar ${N_SMALL} (Orthanc SCU)`);
+  const orthLarge = await sidecarOrthancRuns(bed, large, GROWTH_RUNS, `sidecar ${N_LARGE} (Orthanc SCU)`);
+  progress(`2. sidecar growth, dcmjs SCU: ${N_SMALL} and ${N_LARGE} x${GROWTH_RUNS}`);
+  const dcmSmall = await dcmjsRuns(bed, small, GROWTH_RUNS, `sidecar ${N_SMALL} (dcmjs SCU)`);
+  const dcmLarge = await dcmjsRuns(bed, large, GROWTH_RUNS, `sidecar ${N_LARGE} (dcmjs SCU)`);
+  const times2 = await sidecarTimes(bed);
+  const orthRatio = median(orthLarge.runsMs) / median(orthSmall.runsMs);
+  const dcmRatio = median(dcmLarge.map((r) => r.endToEndMs)) / median(dcmSmall.map((r) => r.endToEndMs));
+  results[`growth${key}`] = {
+    orthancVersion: bed.orthancVersion,
+    orthancScu: {
+      smallRunsMs: orthSmall.runsMs.map((v) => round(v)),
+      largeRunsMs: orthLarge.runsMs.map((v) => round(v)),
+      smallMedianMs: round(median(orthSmall.runsMs)),
+      largeMedianMs: round(median(orthLarge.runsMs)),
+      smallInternal: internal(times2, orthSmall.uids, orthSmall),
+      largeInternal: internal(times2, orthLarge.uids, orthLarge),
+      ratio: round(orthRatio, 2),
+    },
+    dcmjsScu: {
+      smallRunsMs: dcmSmall.map((r) => round(r.endToEndMs)),
+      largeRunsMs: dcmLarge.map((r) => round(r.endToEndMs)),
+      smallMedianMs: round(median(dcmSmall.map((r) => r.endToEndMs))),
+      largeMedianMs: round(median(dcmLarge.map((r) => r.endToEndMs))),
+      smallInternal: internal(times2, dcmSmall.map((r) => r.transactionUid)),
+      largeInternal: internal(times2, dcmLarge.map((r) => r.transactionUid)),
+      ratio: round(dcmRatio, 2),
+    },
+    instances: { small: N_SMALL, large: N_LARGE },
+    target: `t(${N_LARGE})/t(${N_SMALL}) <= ${TARGETS.growthRatio}`,
+    met: orthRatio <= TARGETS.growthRatio,
+  };
+  row({ section: '2', measure: `${v}sidecar, ${fmtInt(N_SMALL)} inst. (Orthanc SCU, median of ${GROWTH_RUNS})`, value: fmtMs(median(orthSmall.runsMs)), detail: `runs ${list(orthSmall.runsMs)}; ${fmtInternal(internal(times2, orthSmall.uids, orthSmall))}` });
+  row({ section: '2', measure: `${v}sidecar, ${fmtInt(N_LARGE)} inst. (Orthanc SCU, median of ${GROWTH_RUNS})`, value: fmtMs(median(orthLarge.runsMs)), detail: `runs ${list(orthLarge.runsMs)}; ${fmtInternal(internal(times2, orthLarge.uids, orthLarge))}` });
+  row({ section: '2', measure: `${v}growth t(${fmtInt(N_LARGE)})/t(${fmtInt(N_SMALL)}), Orthanc SCU`, value: fmtRatio(orthRatio), target: `<= ${TARGETS.growthRatio}`, met: orthRatio <= TARGETS.growthRatio });
+  row({ section: '2', measure: `${v}sidecar, ${fmtInt(N_SMALL)} inst. (dcmjs SCU, median of ${GROWTH_RUNS})`, value: fmtMs(median(dcmSmall.map((r) => r.endToEndMs))), detail: `runs ${list(dcmSmall.map((r) => r.endToEndMs))}` });
+  row({ section: '2', measure: `${v}sidecar, ${fmtInt(N_LARGE)} inst. (dcmjs SCU, median of ${GROWTH_RUNS})`, value: fmtMs(median(dcmLarge.map((r) => r.endToEndMs))), detail: `runs ${list(dcmLarge.map((r) => r.endToEndMs))}` });
+  row({ section: '2', measure: `${v}growth t(${fmtInt(N_LARGE)})/t(${fmtInt(N_SMALL)}), dcmjs SCU`, value: fmtRatio(dcmRatio), target: `<= ${TARGETS.growthRatio}`, met: dcmRatio <= TARGETS.growthRatio });
+  return { sideBySideData, largeData, sidecar3k, times1, orthLarge, times2, dcmLarge };
+}
+
+function followerRow(bed: Bed, pacs: FilledPacs, results: Record<string, unknown>): void {
+  results[`follower_${bed.orthancVersion}`] = { orthancVersion: bed.orthancVersion, ingested: pacs.total, lagMs: pacs.followerLagMs === undefined ? null : round(pacs.followerLagMs) };
+  row({ section: '8', measure: `[Orthanc ${bed.orthancVersion}] changes follower behind a ${fmtInt(pacs.total)}-instance ingest`, value: pacs.followerLagMs === undefined ? 'n/a' : fmtMs(pacs.followerLagMs), detail: 'from the last upload to the follower at Orthanc\'s newest change' });
+}
+
+/**
+ * Sections 1, 2 and 8 again on Debian trixie's Orthanc 1.12.x (scripts/orthanc-1.12-root.sh makes it), with
+ * its own 25,000-instance PACS: 1.12's index is what makes the lookup path matter (see OrthancClient).
+ */
+async function onOrthanc112(entry: SidecarEntry, results: Record<string, unknown>): Promise<void> {
+  const root = process.env['ORTHANC_ROOT'] ?? '/var/cache/stgcmt-orthanc-1.12';
+  if (!existsSync(join(root, 'usr', 'sbin', 'Orthanc'))) {
+    progress(`Orthanc 1.12: no root at ${root}; run scripts/orthanc-1.12-root.sh (as root) to measure it`);
+    row({ section: '8', measure: 'Orthanc 1.12', value: 'not measured', detail: `no trixie root at ${root}: run scripts/orthanc-1.12-root.sh as root, then npm run bench` });
+    return;
+  }
+  progress('starting Orthanc 1.12 x2 and a fresh sidecar');
+  const bed = await startBed(entry, {}, join(ROOT, 'scripts', 'orthanc-1.12'));
+  try {
+    progress(`Orthanc ${bed.orthancVersion}`);
+    const pacs = await fillPacs(bed);
+    followerRow(bed, pacs, results);
+    await sideBySideAndGrowth(bed, pacs, results, true);
+  } finally {
+    await bed.stack.stop();
+  }
+}
+
+/**
+ * 9. What each verification policy costs end to end, for the same 3,000 instances (our dcmjs SCU, report
+ * on its association): the sidecar restarted with STGCMT_VERIFY=<policy> before each policy's runs. A
+ * fresh 1.10.1 PACS with the storage settings we ship (orthanc-config/orthanc.json: MD5s recorded at
+ * reception, which md5 needs; no storage cache, so every check reads the disk). The harness's files are
+ * small (~0.6 KB): size, fetch and md5 grow with file size on real images, exists does not.
+ */
+async function policiesSection(entry: SidecarEntry, results: Record<string, unknown>): Promise<void> {
+  const shipped = JSON.parse(readFileSync(join(ROOT, 'orthanc-config', 'orthanc.json'), 'utf8')) as Record<string, unknown>;
+  progress('9. verification policies: a fresh Orthanc 1.10.1 with the shipped storage settings');
+  const bed = await startBed(entry, {}, undefined, { MaximumStorageCacheSize: shipped['MaximumStorageCacheSize'], StoreMD5ForAttachments: shipped['StoreMD5ForAttachments'] });
+  try {
+    const data = await ingest(bed, N_SIDE_BY_SIDE, 'policies');
+    const bytes = (await bed.stack.pacs.rest<{ TotalDiskSize: string }>('GET', '/statistics')).TotalDiskSize;
+    const figures: Record<string, unknown> = {};
+    for (const policy of POLICY_NAMES) {
+      await bed.stack.sidecar.restart({ STGCMT_VERIFY: policy });
+      await settle(bed, `STGCMT_VERIFY=${policy}`);
+      await dcmjsRuns(bed, data.refs.slice(0, 100), 1, `${policy} warm-up`);
+      const runs = await dcmjsRuns(bed, data.refs, POLICY_RUNS, `STGCMT_VERIFY=${policy}, ${N_SIDE_BY_SIDE}`);
+      const endToEnd = runs.map((r) => r.endToEndMs);
+      const phases = internal(await sidecarTimes(bed), runs.map((r) => r.transactionUid));
+      figures[policy] = { runsMs: endToEnd.map((v) => round(v)), medianMs: round(median(endToEnd)), sidecarInternal: phases };
+      row({ section: '9', measure: `STGCMT_VERIFY=${policy}, ${fmtInt(N_SIDE_BY_SIDE)} inst. (dcmjs SCU, median of ${POLICY_RUNS})`, value: fmtMs(median(endToEnd)), detail: `runs ${list(endToEnd)}; ${fmtInternal(phases)}` });
+    }
+    results['policies'] = {
+      orthancVersion: bed.orthancVersion,
+      instances: N_SIDE_BY_SIDE,
+      pacsDiskBytes: Number(bytes),
+      pacsConfig: { MaximumStorageCacheSize: shipped['MaximumStorageCacheSize'], StoreMD5ForAttachments: shipped['StoreMD5ForAttachments'] },
+      client: 'dcmjs SCU, report on the same association; sidecar restarted with STGCMT_VERIFY=<policy> before each policy',
+      figures,
+    };
+  } finally {
+    await bed.stack.stop();
+  }
+}
+
+/** Sections 1-6 and 8 on Orthanc 1.10.1: one bed, one PACS; they run together (later ones reuse earlier figures). Returns the Orthanc version. */
+async function mainBed(sidecarEntry: { entry: SidecarEntry; note: string }, results: Record<string, unknown>): Promise<string> {
   progress(`starting Orthanc x2 and the sidecar (${sidecarEntry.note}; scale ${scale})`);
   const bed = await startBed(sidecarEntry.entry);
-  const machine = describeMachine(ROOT, bed.orthancVersion, STORAGE);
   progress(`Orthanc ${bed.orthancVersion}; sidecar pid ${bed.stack.sidecar.pid}; lookup batch ${bed.config.lookupBatchSize} x ${bed.config.lookupConcurrency} in flight`);
-  const results: Record<string, unknown> = {};
 
   try {
-    // ---- 1. side by side, 3,000 instances, Orthanc's SCU -------------------------------------------------
-    const sideBySideData = await ingest(bed, N_SIDE_BY_SIDE, 'side by side');
-    const sideBySide = sideBySideData.refs;
-    await settle(bed, 'side by side');
-    progress('warm-up: 100 instances through the sidecar');
-    await orthancScuCommit(bed, bed.stack.sidecarModalityName, sideBySide.slice(0, 100), 60_000);
-    progress(`1. sidecar, ${N_SIDE_BY_SIDE} instances, Orthanc SCU x${SIDECAR_RUNS}`);
-    const sidecar3k = await sidecarOrthancRuns(bed, sideBySide, SIDECAR_RUNS, `sidecar ${N_SIDE_BY_SIDE}`);
-    progress(`6. raw lookups, ${N_SIDE_BY_SIDE} UIDs x${RAW_RUNS}, search path and hinted path`);
+    const pacs = await fillPacs(bed);
+    followerRow(bed, pacs, results);
+    const { sideBySideData, largeData, sidecar3k, times1, orthLarge, times2, dcmLarge } = await sideBySideAndGrowth(bed, pacs, results, false);
+    const large = largeData.refs;
+    const sidecar3kMedian = median(sidecar3k.runsMs);
+    progress(`6. raw lookups, ${N_SIDE_BY_SIDE} and ${N_LARGE} UIDs, search path and hinted path`);
     const raw3kSearch = await rawLookups(bed, sideBySideData, RAW_RUNS, String(N_SIDE_BY_SIDE), false);
     const raw3k = await rawLookups(bed, sideBySideData, RAW_RUNS, String(N_SIDE_BY_SIDE), true);
-    progress(`1. Orthanc's built-in SCP, ${N_SIDE_BY_SIDE} instances, once (~21 s expected at 3,000)`);
-    const builtin = await orthancScuCommit(bed, 'pacs', sideBySide, 300_000);
-    progress(`  Orthanc built-in: ${fmtMs(builtin.elapsedMs)}`);
-    const times1 = await sidecarTimes(bed);
-    const sidecar3kMedian = median(sidecar3k.runsMs);
-    const speedup = builtin.elapsedMs / sidecar3kMedian;
     const raw3kMedian = median(raw3k);
-    results['sideBySide'] = {
-      instances: N_SIDE_BY_SIDE,
-      client: 'modality Orthanc (Storage Commitment SCU, REST POST /modalities/{name}/storage-commitment)',
-      endToEnd: 'POST storage-commitment -> report no longer Pending (polled every 50 ms)',
-      orthancBuiltinMs: round(builtin.elapsedMs),
-      sidecarRunsMs: sidecar3k.runsMs.map((v) => round(v)),
-      sidecarMedianMs: round(sidecar3kMedian),
-      sidecarInternal: internal(times1, sidecar3k.uids, sidecar3k),
-      speedup: round(speedup, 2),
-      target: `>= ${TARGETS.speedup}x`,
-      met: speedup >= TARGETS.speedup,
-    };
-    row({ section: '1', measure: `Orthanc built-in SCP, ${fmtInt(N_SIDE_BY_SIDE)} inst. (Orthanc SCU, 1 run)`, value: fmtMs(builtin.elapsedMs) });
-    row({ section: '1', measure: `sidecar, same ${fmtInt(N_SIDE_BY_SIDE)} inst. (Orthanc SCU, median of ${SIDECAR_RUNS})`, value: fmtMs(sidecar3kMedian), detail: `runs ${list(sidecar3k.runsMs)}; ${fmtInternal(internal(times1, sidecar3k.uids, sidecar3k))}` });
-    row({ section: '1', measure: 'speedup (built-in / sidecar)', value: fmtRatio(speedup), target: `>= ${TARGETS.speedup}x`, met: speedup >= TARGETS.speedup });
-
-    // ---- 2. growth, 2,000 vs 20,000 ------------------------------------------------------------------------
-    const smallData = await ingest(bed, N_SMALL, 'growth, small');
-    const largeData = await ingest(bed, N_LARGE, 'growth, large');
-    const small = smallData.refs;
-    const large = largeData.refs;
-    await settle(bed, 'growth');
-    progress(`2. sidecar growth, Orthanc SCU: ${N_SMALL} and ${N_LARGE} x${GROWTH_RUNS}`);
-    const orthSmall = await sidecarOrthancRuns(bed, small, GROWTH_RUNS, `sidecar ${N_SMALL} (Orthanc SCU)`);
-    const orthLarge = await sidecarOrthancRuns(bed, large, GROWTH_RUNS, `sidecar ${N_LARGE} (Orthanc SCU)`);
-    progress(`2. sidecar growth, dcmjs SCU: ${N_SMALL} and ${N_LARGE} x${GROWTH_RUNS}`);
-    const dcmSmall = await dcmjsRuns(bed, small, GROWTH_RUNS, `sidecar ${N_SMALL} (dcmjs SCU)`);
-    const dcmLarge = await dcmjsRuns(bed, large, GROWTH_RUNS, `sidecar ${N_LARGE} (dcmjs SCU)`);
-    progress(`6. raw lookups, ${N_LARGE} UIDs x${GROWTH_RUNS}, search path and hinted path`);
     const raw20kSearch = await rawLookups(bed, largeData, GROWTH_RUNS, String(N_LARGE), false);
     const raw20k = await rawLookups(bed, largeData, GROWTH_RUNS, String(N_LARGE), true);
-    const times2 = await sidecarTimes(bed);
-    const orthRatio = median(orthLarge.runsMs) / median(orthSmall.runsMs);
-    const dcmRatio = median(dcmLarge.map((r) => r.endToEndMs)) / median(dcmSmall.map((r) => r.endToEndMs));
-    results['growth'] = {
-      orthancScu: {
-        smallRunsMs: orthSmall.runsMs.map((v) => round(v)),
-        largeRunsMs: orthLarge.runsMs.map((v) => round(v)),
-        smallMedianMs: round(median(orthSmall.runsMs)),
-        largeMedianMs: round(median(orthLarge.runsMs)),
-        smallInternal: internal(times2, orthSmall.uids, orthSmall),
-        largeInternal: internal(times2, orthLarge.uids, orthLarge),
-        ratio: round(orthRatio, 2),
-      },
-      dcmjsScu: {
-        smallRunsMs: dcmSmall.map((r) => round(r.endToEndMs)),
-        largeRunsMs: dcmLarge.map((r) => round(r.endToEndMs)),
-        smallMedianMs: round(median(dcmSmall.map((r) => r.endToEndMs))),
-        largeMedianMs: round(median(dcmLarge.map((r) => r.endToEndMs))),
-        smallInternal: internal(times2, dcmSmall.map((r) => r.transactionUid)),
-        largeInternal: internal(times2, dcmLarge.map((r) => r.transactionUid)),
-        ratio: round(dcmRatio, 2),
-      },
-      instances: { small: N_SMALL, large: N_LARGE },
-      target: `t(${N_LARGE})/t(${N_SMALL}) <= ${TARGETS.growthRatio}`,
-      met: orthRatio <= TARGETS.growthRatio,
-    };
-    row({ section: '2', measure: `sidecar, ${fmtInt(N_SMALL)} inst. (Orthanc SCU, median of ${GROWTH_RUNS})`, value: fmtMs(median(orthSmall.runsMs)), detail: `runs ${list(orthSmall.runsMs)}; ${fmtInternal(internal(times2, orthSmall.uids, orthSmall))}` });
-    row({ section: '2', measure: `sidecar, ${fmtInt(N_LARGE)} inst. (Orthanc SCU, median of ${GROWTH_RUNS})`, value: fmtMs(median(orthLarge.runsMs)), detail: `runs ${list(orthLarge.runsMs)}; ${fmtInternal(internal(times2, orthLarge.uids, orthLarge))}` });
-    row({ section: '2', measure: `growth t(${fmtInt(N_LARGE)})/t(${fmtInt(N_SMALL)}), Orthanc SCU`, value: fmtRatio(orthRatio), target: `<= ${TARGETS.growthRatio}`, met: orthRatio <= TARGETS.growthRatio });
-    row({ section: '2', measure: `sidecar, ${fmtInt(N_SMALL)} inst. (dcmjs SCU, median of ${GROWTH_RUNS})`, value: fmtMs(median(dcmSmall.map((r) => r.endToEndMs))), detail: `runs ${list(dcmSmall.map((r) => r.endToEndMs))}` });
-    row({ section: '2', measure: `sidecar, ${fmtInt(N_LARGE)} inst. (dcmjs SCU, median of ${GROWTH_RUNS})`, value: fmtMs(median(dcmLarge.map((r) => r.endToEndMs))), detail: `runs ${list(dcmLarge.map((r) => r.endToEndMs))}` });
-    row({ section: '2', measure: `growth t(${fmtInt(N_LARGE)})/t(${fmtInt(N_SMALL)}), dcmjs SCU`, value: fmtRatio(dcmRatio), target: `<= ${TARGETS.growthRatio}`, met: dcmRatio <= TARGETS.growthRatio });
 
     // ---- 6. raw lookup cost beside the sidecar's time -------------------------------------------------------
     const raw20kMedian = median(raw20k);
@@ -398,8 +513,11 @@ async function main(): Promise<void> {
     progress('stopping the stack');
     await bed.stack.stop();
   }
+  return bed.orthancVersion;
+}
 
-  // ---- 7. report encoding (in this process, after the servers are gone) -----------------------------------------
+/** 7. Report encoding, in this process (no servers). */
+function encodingSection(results: Record<string, unknown>): void {
   progress('7. report encoding: linear writer 10k and 100k, dcmjs 10k');
   const encoding: EncodingFigure[] = [];
   const linear10k = encodeLinear(n(10_000), 7);
@@ -416,6 +534,75 @@ async function main(): Promise<void> {
   row({ section: '7', measure: `encodeEventReport, ${fmtInt(linear100k.items)} items (median of 5)`, value: fmtMs(linear100k.medianMs), detail: `${(linear100k.bytes / 1024 / 1024).toFixed(2)} MiB encoded` });
   row({ section: '7', measure: `dcmjs getDenaturalizedDataset, ${fmtInt(dcmjs10k.items)} items (median of 3)`, value: fmtMs(dcmjs10k.medianMs), detail: `${fmtRatio(dcmjs10k.medianMs / linear10k.medianMs)} slower than ours; byte-identical output: ${dcmjs10k.sameBytesAsLinear ? 'yes' : 'no'}` });
   row({ section: '7', measure: `dcmjs getDenaturalizedDataset, ${fmtInt(linear100k.items)} items`, value: 'skipped', detail: 'quadratic writer, ~45 s' });
+}
+
+/** 10. Search over 1,000,000 stored transaction instances, in this process (store API only). */
+function searchSection(results: Record<string, unknown>): void {
+  progress('10. search: filling a store with 1,000,000 instances, then timing each search');
+  const search = benchSearch();
+  results['search'] = { ...search, figures: search.figures.map((f) => ({ ...f, medianMs: round(f.medianMs, 3), p99Ms: round(f.p99Ms, 3), maxMs: round(f.maxMs, 3) })) };
+  for (const f of search.figures) {
+    row({ section: '10', measure: `search 1,000,000 inst. by ${f.search} (median / p99 of ${f.runs})`, value: `${f.medianMs.toFixed(2)} ms / ${f.p99Ms.toFixed(2)} ms`, detail: `list page of 50 with its total; last run matched ${f.matched}` });
+  }
+  row({ section: '10', measure: 'search store: fill 1,000,000 inst. (10,000 transactions)', value: fmtMs(search.fillMs), detail: `of which indexForSearch (paid by the verifier, after the N-ACTION-RSP) ${fmtMs(search.indexMs)}; ${fmtMb(search.storeBytes)} on disk with the search indexes` });
+}
+
+/**
+ * 11. Several nodes on one PostgreSQL (bench/lib/nodes.ts): its own bed (PACS with 20 x 1,000 instances,
+ * the SQLite sidecar for the overhead comparison), a durable PostgreSQL, then 1, 2 and 3 nodes.
+ */
+async function severalNodesSection(entry: SidecarEntry, results: Record<string, unknown>): Promise<string> {
+  progress('11. several nodes on PostgreSQL: starting Orthanc x2 and a sidecar on SQLite');
+  const bed = await startBed(entry);
+  const plan: SeveralNodesPlan = { entry, nodeCounts: NODE_COUNTS, burstEach: BURST_EACH, burstRuns: BURST_RUNS, smallTransactions: SMALL_TRANSACTIONS, smallSize: SMALL_SIZE, largeSize: N_LATENCY, largeRuns: NODE_LARGE_RUNS };
+  try {
+    const data = await ingest(bed, Math.max(BURST_AETS.length * BURST_EACH, N_LATENCY), 'several nodes');
+    await settle(bed, 'several nodes');
+    const f = await severalNodes(bed, data.refs, plan);
+    results['severalNodes'] = severalNodesJson(f, plan);
+    const pgNote = `PostgreSQL ${f.postgresVersion}, fsync/synchronous_commit/full_page_writes on, data on /dev/shm`;
+    for (const c of f.counts) {
+      const correct = c.bursts.map((b) => `${b.correctReports}/${BURST_AETS.length}`).join(', ');
+      const allCorrect = c.bursts.every((b) => b.correctReports === BURST_AETS.length);
+      const spread = c.perNode.map((p) => `${p.node} received ${fmtInt(p.received)}, delivered ${Object.entries(p.deliveries).map(([k, v]) => `${k}: ${v}`).join(' / ') || 'none'}`).join('; ');
+      row({ section: '11', measure: `${c.nodes} node${c.nodes > 1 ? 's' : ''}: ${BURST_AETS.length} modalities x ${fmtInt(BURST_EACH)} at once: correct reports`, value: correct, target: 'all', met: allCorrect, detail: spread });
+      row({ section: '11', measure: `${c.nodes} node${c.nodes > 1 ? 's' : ''}: burst throughput (median of ${BURST_RUNS} bursts)`, value: `${fmtInt(c.median.throughput)} inst/s`, detail: `all bursts: ${c.bursts.map((b) => `${fmtInt(b.throughput)}/s in ${fmtMs(b.wallMs)}`).join(', ')}; ${pgNote}` });
+      row({ section: '11', measure: `${c.nodes} node${c.nodes > 1 ? 's' : ''}: burst end-to-end latency p50 / p99 (same burst)`, value: `${fmtMs(percentile(c.median.latenciesMs, 50))} / ${fmtMs(percentile(c.median.latenciesMs, 99))}`, detail: `modality i -> node i mod ${c.nodes}; p99 of 20 = slowest modality` });
+    }
+    for (const o of f.overhead) {
+      const engine = o.engine === 'sqlite' ? 'SQLite' : 'PostgreSQL';
+      row({ section: '11', measure: `${engine}: ${fmtInt(o.transactions)} x ${o.size} inst. one at a time, end to end median / p99`, value: `${fmtMs(median(o.endToEndMs))} / ${fmtMs(percentile(o.endToEndMs, 99))}`, ...(o.failures ? { target: 'reports correct', met: false } : {}), detail: `N-ACTION-RSP median ${fmtMs(median(o.rspMs))}, p99 ${fmtMs(percentile(o.rspMs, 99))}${o.failures ? `; ${o.failures} wrong or missing reports` : ''}` });
+      row({ section: '11', measure: `${engine}: ${fmtInt(o.transactions)} x ${o.size} inst. one at a time, N-ACTION-RSP median / p99`, value: `${fmtMs(median(o.rspMs))} / ${fmtMs(percentile(o.rspMs, 99))}` });
+      row({ section: '11', measure: `${engine}: N-ACTION-RSP latency, ${fmtInt(N_LATENCY)} inst. (median / max of ${NODE_LARGE_RUNS})`, value: `${fmtMs(median(o.largeRspMs))} / ${fmtMs(max(o.largeRspMs))}`, detail: `runs ${list(o.largeRspMs)}; end to end median ${fmtMs(median(o.largeEndToEndMs))}` });
+    }
+  } finally {
+    await bed.stack.stop();
+  }
+  return bed.orthancVersion;
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`bench: still running after ${WATCHDOG_MS / 60_000} min, giving up\n`);
+    process.exit(3);
+  }, WATCHDOG_MS);
+  watchdog.unref();
+
+  const sidecarEntry = prepareEntry();
+  const results: Record<string, unknown> = {};
+  let orthancVersion: string | undefined;
+  if (wanted('1', '2', '3', '4', '5', '6', '8')) orthancVersion = await mainBed(sidecarEntry, results);
+  if (wanted('9')) await policiesSection(sidecarEntry.entry, results);
+  if (wanted('1', '2', '8')) await onOrthanc112(sidecarEntry.entry, results);
+  if (wanted('7')) encodingSection(results);
+  if (wanted('10')) searchSection(results);
+  if (wanted('11')) {
+    // Not `orthancVersion ??= await …`: that would skip the section whenever an earlier one set the version.
+    const version = await severalNodesSection(sidecarEntry.entry, results);
+    orthancVersion ??= version;
+  }
+  const machine = describeMachine(ROOT, orthancVersion ?? 'not started', STORAGE);
 
   const finishedAt = new Date();
   const noise = 'Two shared vCPUs run Orthanc x2, the sidecar and this process at once: expect +-20-30% run to run. Figures are indicative; nothing is asserted.';
@@ -427,6 +614,7 @@ async function main(): Promise<void> {
     finishedAt: finishedAt.toISOString(),
     durationS: round((finishedAt.getTime() - startedAt.getTime()) / 1000, 1),
     scale,
+    ...(only.length > 0 ? { only } : {}),
     machine,
     sidecarEntry: sidecarEntry.note,
     sidecarEnv: SIDECAR_ENV,
@@ -436,10 +624,11 @@ async function main(): Promise<void> {
   };
   mkdirSync(RESULTS_DIR, { recursive: true });
   const stamp = startedAt.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
-  const file = join(RESULTS_DIR, `${scale === 1 ? '' : `scale-${scale}-`}${stamp}.json`);
+  const complete = scale === 1 && only.length === 0;
+  const file = join(RESULTS_DIR, `${only.length > 0 ? `only-${only.join('-')}-` : ''}${scale === 1 ? '' : `scale-${scale}-`}${stamp}.json`);
   writeFileSync(file, `${JSON.stringify(document, null, 2)}\n`);
-  if (scale === 1) writeFileSync(join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(document, null, 2)}\n`);
-  progress(`results written to ${file}${scale === 1 ? ' and bench/results/latest.json' : ' (scaled run: latest.json left alone)'}`);
+  if (complete) writeFileSync(join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(document, null, 2)}\n`);
+  progress(`results written to ${file}${complete ? ' and bench/results/latest.json' : ` (${scale === 1 ? 'BENCH_ONLY' : 'scaled'} run: latest.json left alone)`}`);
 }
 
 function printTable(machine: ReturnType<typeof describeMachine>, noise: string, durationMs: number, entryNote: string): void {
@@ -454,6 +643,7 @@ function printTable(machine: ReturnType<typeof describeMachine>, noise: string, 
   out.push(`sidecar: ${entryNote}`);
   out.push(noise);
   if (scale !== 1) out.push(`SCALED RUN (BENCH_SCALE=${scale}): instance counts are not the nominal ones.`);
+  if (only.length > 0) out.push(`PARTIAL RUN (BENCH_ONLY=${only.join(',')}).`);
   out.push('');
   out.push(line(header));
   out.push(line(widths.map((w) => '-'.repeat(w))));

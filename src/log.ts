@@ -7,8 +7,9 @@ import { log as dimseLog } from './dicom/dimse.js';
 
 export type { Logger };
 
-export function createLogger(level: string): Logger {
-  return pino({ level, base: { service: 'stgcmt' }, timestamp: pino.stdTimeFunctions.isoTime });
+/** `node` (STGCMT_NODE_ID) is on every line, children included: several nodes may log to one place. */
+export function createLogger(level: string, node: string): Logger {
+  return pino({ level, base: { service: 'stgcmt', node }, timestamp: pino.stdTimeFunctions.isoTime });
 }
 
 /**

@@ -4,11 +4,12 @@
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { startSidecar } from './sidecar.js';
+import { StoreStartError } from './store/errors.js';
 
 async function main(): Promise<void> {
-  let config;
+  let loaded;
   try {
-    config = loadConfig();
+    loaded = loadConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`stgcmt: configuration error: ${error.message}\n`);
@@ -16,8 +17,35 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = createLogger(config.logLevel);
-  const sidecar = await startSidecar(config, logger);
+  const { config, warnings } = loaded;
+  const logger = createLogger(config.logLevel, config.nodeId);
+  for (const warning of warnings) logger.warn({ setting: warning.setting }, warning.message);
+  let countInternalError = (where: string): void => void where;
+  // Last-resort policy. Every DICOM handler, job and HTTP route catches its own errors, so reaching these
+  // means a bug. A rejected promise nobody awaited leaves no half-done state behind (each store change is
+  // one SQLite transaction): log it with its stack, count it, stay up. A synchronous exception that
+  // unwound to the event loop may have left anything half done: log it and exit non-zero, so the
+  // supervisor (systemd, Docker) restarts us; acknowledged transactions resume from the store.
+  process.on('unhandledRejection', (reason: unknown) => {
+    countInternalError('unhandled-rejection');
+    logger.error({ err: reason }, 'unhandled promise rejection (a bug): logged and counted; the service stays up');
+  });
+  process.on('uncaughtException', (error: Error, origin: string) => {
+    logger.fatal({ err: error, origin }, 'uncaught exception (a bug): exiting so the supervisor restarts the sidecar; unfinished transactions resume from the store');
+    process.exit(70);
+  });
+  let sidecar;
+  try {
+    sidecar = await startSidecar(config, logger);
+  } catch (error) {
+    // The data directory is in use, or the store is damaged or unusable: one line, and a code to act on.
+    if (error instanceof StoreStartError) {
+      process.stderr.write(`stgcmt: ${error.message}\n`);
+      process.exit(error.exitCode);
+    }
+    throw error;
+  }
+  countInternalError = (where) => sidecar.countInternalError(where);
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;

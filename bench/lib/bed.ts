@@ -60,15 +60,19 @@ export interface Bed {
   scuTarget(callingAeTitle?: string): { host: string; port: number; callingAeTitle: string; calledAeTitle: string };
 }
 
-export async function startBed(entry: SidecarEntry, extraSidecarEnv: Record<string, string> = {}): Promise<Bed> {
+/**
+ * `orthancBinary`: another Orthanc for both servers (scripts/orthanc-1.12); default the harness's.
+ * `pacsConfig`: merged into the PACS's Orthanc configuration (e.g. the shipped storage settings).
+ */
+export async function startBed(entry: SidecarEntry, extraSidecarEnv: Record<string, string> = {}, orthancBinary?: string, pacsConfig?: Record<string, unknown>): Promise<Bed> {
   // Reports come back on the SCU's own association (kept open), so these ports only fill the peers file.
   const dummyPort = await freePort();
   const peers = [SCU_AET, ...BURST_AETS].map((aet) => ({ aet, port: dummyPort }));
   const sidecarEnv = { ...SIDECAR_ENV, ...extraSidecarEnv };
-  const stack = await startStack({ peers, sidecarEnv, sidecarEntry: entry });
+  const stack = await startStack({ peers, sidecarEnv, sidecarEntry: entry, ...(orthancBinary ? { orthancBinary } : {}), ...(pacsConfig ? { pacsConfig } : {}) });
   const system = await stack.pacs.rest<{ Version: string }>('GET', '/system');
   // The same parsing as the sidecar's, so batch size and concurrency are its defaults (or overrides).
-  const config = loadConfig({ ORTHANC_URL: stack.pacs.url, ...sidecarEnv });
+  const { config } = loadConfig({ ORTHANC_URL: stack.pacs.url, ...sidecarEnv });
   const rawClient = new OrthancClient({
     baseUrl: stack.pacs.url,
     timeoutMs: config.orthancTimeout,
@@ -108,10 +112,15 @@ export async function ingest(bed: Bed, count: number, label: string): Promise<In
  * version of the sidecar keeps no such index.
  */
 export async function waitForUidIndex(bed: Bed, timeoutMs = 180_000): Promise<number | undefined> {
-  const file = join(bed.stack.sidecar.dataDir, 'orthanc-uid-index.sqlite');
+  return waitForUidIndexIn(bed.stack.sidecar.dataDir, bed.stack.pacs, timeoutMs);
+}
+
+/** waitForUidIndex for any sidecar: its data directory, and the PACS whose changes feed it follows. */
+export async function waitForUidIndexIn(dataDir: string, pacs: Pick<Bed['stack']['pacs'], 'rest'>, timeoutMs = 180_000): Promise<number | undefined> {
+  const file = join(dataDir, 'orthanc-uid-index.sqlite');
   if (!existsSync(file)) return undefined;
   const t0 = performance.now();
-  const { Last: newest } = await bed.stack.pacs.rest<{ Last: number }>('GET', '/changes?last');
+  const { Last: newest } = await pacs.rest<{ Last: number }>('GET', '/changes?last');
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
     const position = db.prepare('SELECT last_seq FROM feed_position WHERE id = 1');

@@ -119,7 +119,14 @@ export interface CommitmentOutcome {
   readonly transactionUid: string;
   readonly nAction: NActionResult;
   readonly report: ReceivedOnAssociation | undefined;
+  /**
+   * Reports for other Transaction UIDs that reached us meanwhile (say, an earlier run's, retried by the
+   * SCP). We acknowledged them, so the SCP will not send them again: show them, never as our result.
+   */
+  readonly otherReports: readonly ReceivedOnAssociation[];
   readonly elapsedMs: number;
+  /** How long we really waited for the report: from the N-ACTION-RSP until it came or we gave up. */
+  readonly waitedMs: number;
 }
 
 /**
@@ -133,14 +140,16 @@ export async function requestCommitment(
 ): Promise<CommitmentOutcome> {
   const started = performance.now();
   const transactionUid = options.transactionUid ?? Dataset.generateDerivedUid();
+  const receivedBefore = options.receiver?.reports.length ?? 0;
   const open = await connect(target);
   let sameAssociation: ReceivedOnAssociation | undefined;
+  const otherReports: ReceivedOnAssociation[] = [];
   let wake: (() => void) | undefined;
   acceptReportsOn(open, (report) => {
     if (report.transactionUid === transactionUid) {
       sameAssociation = report;
       wake?.();
-    }
+    } else otherReports.push(report);
   });
   let nAction: NActionResult;
   try {
@@ -149,9 +158,10 @@ export async function requestCommitment(
     open.abort();
     throw error;
   }
+  const answeredAt = performance.now();
   if (nAction.status !== 0) {
     await open.release();
-    return { transactionUid, nAction, report: undefined, elapsedMs: performance.now() - started };
+    return { transactionUid, nAction, report: undefined, otherReports, elapsedMs: performance.now() - started, waitedMs: 0 };
   }
   if (options.keepOpenMs > 0 && !sameAssociation) {
     await new Promise<void>((resolve) => {
@@ -168,5 +178,8 @@ export async function requestCommitment(
     const remaining = Math.max(0, options.reportTimeoutMs - (performance.now() - started));
     report = await options.receiver.waitFor(transactionUid, remaining).catch(() => undefined);
   }
-  return { transactionUid, nAction, report, elapsedMs: performance.now() - started };
+  // Only what reached this receiver during this call: tests share one receiver between requests.
+  if (options.receiver) otherReports.push(...options.receiver.reports.slice(receivedBefore).filter((r) => r.transactionUid !== transactionUid));
+  const ended = performance.now();
+  return { transactionUid, nAction, report, otherReports, elapsedMs: ended - started, waitedMs: ended - answeredAt };
 }

@@ -12,6 +12,13 @@ import { requestCommitment } from './commitment-scu.js';
 import { referencesFromFiles, referencesFromOrthancStudy, referencesFromUidList } from './instance-sources.js';
 import { ReportReceiver } from './report-receiver.js';
 
+/**
+ * Outlasts the sidecar's default STGCMT_ARRIVAL_WAIT (30 s: an instance not yet in Orthanc is waited for
+ * before it is reported failed) with a margin for verification and delivery: a shorter wait would end
+ * with "no report" exactly when the report says which instance is missing.
+ */
+const DEFAULT_TIMEOUT = '90s';
+
 const USAGE = `Usage: stgcmt-scu --host HOST --port PORT [options] (FILE.dcm... | --uids FILE | --orthanc URL --study UID)
 
 Connection:
@@ -27,8 +34,9 @@ Report:
   --listen-port PORT        also accept the report on a new association to this port (our AE: --calling)
   --lenient-roles           accept a report association without SCU-role 0 / SCP-role 1 role selection
   --keep-open DURATION      keep the request association open this long for the report
-                            (default 30s without --listen-port, 0 with it)
-  --timeout DURATION        give up waiting for the report after this long (default 60s)
+                            (default: --timeout without --listen-port, 0 with it)
+  --timeout DURATION        give up waiting for the report after this long (default 90s: the
+                            SCP may wait for absent instances first, 30s by default in our sidecar)
   --transaction-uid UID     use this Transaction UID (default: a new one)
   --json                    print the outcome as JSON
 Exit status: 0 all committed, 1 some failed, 2 no report / request refused / error, 3 usage.`;
@@ -52,7 +60,7 @@ async function main(argv: string[]): Promise<number> {
         'listen-port': { type: 'string' },
         'lenient-roles': { type: 'boolean', default: false },
         'keep-open': { type: 'string' },
-        timeout: { type: 'string', default: '60s' },
+        timeout: { type: 'string', default: DEFAULT_TIMEOUT },
         'transaction-uid': { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -87,7 +95,7 @@ async function main(argv: string[]): Promise<number> {
 
   const timeoutMs = duration('timeout', o.timeout);
   const listenPort = o['listen-port'] ? Number(o['listen-port']) : undefined;
-  const keepOpenMs = o['keep-open'] !== undefined ? duration('keep-open', o['keep-open']) : listenPort ? 0 : Math.min(30_000, timeoutMs);
+  const keepOpenMs = o['keep-open'] !== undefined ? duration('keep-open', o['keep-open']) : listenPort ? 0 : timeoutMs;
   const receiver = listenPort !== undefined ? new ReportReceiver({ aeTitle: o.calling, port: listenPort, host: '0.0.0.0', strictRoles: !o['lenient-roles'] }) : undefined;
   await receiver?.start();
   try {
@@ -102,12 +110,21 @@ async function main(argv: string[]): Promise<number> {
     } else {
       process.stdout.write(`Transaction ${outcome.transactionUid}: N-ACTION status ${hex16(outcome.nAction.status)}${outcome.nAction.errorComment ? ` (${outcome.nAction.errorComment})` : ''}\n`);
       for (const rejection of receiver?.rejections ?? []) process.stdout.write(`Refused a report association from ${rejection.callingAeTitle}: ${rejection.reason}\n`);
+      for (const other of outcome.otherReports) {
+        // Indented, so that nobody (and no script reading ^COMMITTED) takes them for this run's instances.
+        process.stdout.write(`A report for another transaction ${other.transactionUid} arrived (event type ${other.eventTypeId}, ${other.via}): ${other.committed.length} committed, ${other.failed.length} failed; acknowledged, so it will not be sent again\n`);
+        for (const c of other.committed) process.stdout.write(`  committed  ${c.sopClassUid}  ${c.sopInstanceUid}\n`);
+        for (const f of other.failed) process.stdout.write(`  failed     ${f.sopClassUid}  ${f.sopInstanceUid}  ${hex16(f.failureReason)} ${describeFailureReason(f.failureReason)}\n`);
+      }
       if (report) {
         for (const c of report.committed) process.stdout.write(`COMMITTED  ${c.sopClassUid}  ${c.sopInstanceUid}\n`);
         for (const f of report.failed) process.stdout.write(`FAILED     ${f.sopClassUid}  ${f.sopInstanceUid}  ${hex16(f.failureReason)} ${describeFailureReason(f.failureReason)}\n`);
         process.stdout.write(`Report (event type ${report.eventTypeId}, ${report.via}) in ${Math.round(outcome.elapsedMs)} ms: ${report.committed.length} committed, ${report.failed.length} failed of ${references.length} requested\n`);
       } else if (outcome.nAction.status === 0) {
-        process.stdout.write(`No report within ${ms(timeoutMs)}: do NOT delete any image on this basis\n`);
+        // The wait that really happened, which is shorter than --timeout when the association was released
+        // early and nobody listened.
+        const how = receiver ? '' : ` (the request association was kept open ${seconds(keepOpenMs)}, and without --listen-port a report sent later on a new association cannot reach us)`;
+        process.stdout.write(`No report within ${seconds(outcome.waitedMs)}${how}: do NOT delete any image on this basis\n`);
       }
     }
     if (outcome.nAction.status !== 0 || !report) return 2;
@@ -119,6 +136,11 @@ async function main(argv: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+/** "0 s", "8 s", "90 s": whole seconds, never rounded up to minutes. */
+function seconds(milliseconds: number): string {
+  return `${Math.round(milliseconds / 1000)} s`;
+}
 
 dimseLog.setLevel('silent');
 main(process.argv.slice(2)).then(

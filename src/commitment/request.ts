@@ -38,7 +38,8 @@ export type ParseResult =
   | { readonly ok: true; readonly request: CommitmentRequest }
   | { readonly ok: false; readonly rejection: RequestRejection };
 
-const UID_PATTERN = /^[0-9]+(\.[0-9]+)*$/;
+/** PS3.5 9.1: digits and dots, no empty component, no leading zero in a component of more than one digit. */
+const UID_PATTERN = /^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$/;
 
 /** UI values may arrive NUL- or space-padded; a multi-valued UID is not a UID. */
 export function normalizeUid(value: unknown): string | undefined {

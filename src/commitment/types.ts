@@ -38,6 +38,8 @@ export const DimseStatus = {
   NoSuchSopClass: 0x0118,
   MissingAttribute: 0x0120,
   NoSuchActionType: 0x0123,
+  SopClassNotSupported: 0x0122,
+  UnrecognizedOperation: 0x0211,
   ResourceLimitation: 0x0213,
 } as const;
 export type DimseStatusCode = (typeof DimseStatus)[keyof typeof DimseStatus];

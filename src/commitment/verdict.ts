@@ -2,6 +2,7 @@
  * What Orthanc holds -> the verdict for each requested instance. Pure: the verifier (a shell) does the
  * lookups and the waiting; this module only decides.
  */
+import { sopClassSupport, type SopClassSupport } from './sop-classes.js';
 import {
   FailureReason,
   type FailedSopReference,
@@ -40,25 +41,28 @@ export type Judgement =
 
 /**
  * A "yes" needs positive evidence: indexed by Orthanc, under the requested SOP Class, and (when the policy
- * checks it) an intact file. Anything else is a failure, possibly after waiting.
+ * checks it) an intact file. Anything else is a failure, possibly after waiting. A private class that
+ * Orthanc does not hold the instance under fails with 0122H rather than 0112H/0119H: we cannot claim to
+ * store a class we have no evidence of storing (see sop-classes.ts).
  */
 export function judgeInstance(
   reference: SopReference,
   finding: InstanceFinding | undefined,
   windows: JudgementWindows,
+  support: SopClassSupport = sopClassSupport(reference.sopClassUid),
 ): Judgement {
+  if (support === 'never-stored') return { outcome: 'failed', reason: FailureReason.ReferencedSopClassNotSupported };
   if (!finding || finding.kind === 'unknown') {
     return windows.verifyOpen
       ? { outcome: 'pending', waitingFor: 'orthanc' }
       : { outcome: 'failed', reason: FailureReason.ProcessingFailure };
   }
   if (finding.kind === 'absent') {
-    return windows.arrivalOpen
-      ? { outcome: 'pending', waitingFor: 'arrival' }
-      : { outcome: 'failed', reason: FailureReason.NoSuchObjectInstance };
+    if (windows.arrivalOpen) return { outcome: 'pending', waitingFor: 'arrival' };
+    return { outcome: 'failed', reason: support === 'private' ? FailureReason.ReferencedSopClassNotSupported : FailureReason.NoSuchObjectInstance };
   }
   if (finding.sopClassUid !== reference.sopClassUid) {
-    return { outcome: 'failed', reason: FailureReason.ClassInstanceConflict };
+    return { outcome: 'failed', reason: support === 'private' ? FailureReason.ReferencedSopClassNotSupported : FailureReason.ClassInstanceConflict };
   }
   if (finding.integrity !== undefined && finding.integrity !== 'ok') {
     return { outcome: 'failed', reason: FailureReason.ProcessingFailure };
@@ -80,4 +84,28 @@ export function buildVerdict(
     else throw new Error(`instance ${index} is still pending: a verdict needs final judgements`);
   });
   return { committed, failed };
+}
+
+/**
+ * What can be decided from the request alone, before asking Orthanc (index in the request -> reason):
+ * - a class that is never stored (Verification, Storage Commitment, ...) fails with 0122H;
+ * - a SOP Instance UID listed under two different classes fails with 0119H in every listing: it cannot
+ *   be both, and committing one listing while failing the other would put the same instance in both the
+ *   Referenced and the Failed SOP Sequence. (The same class and instance listed twice is simply judged
+ *   twice, with the same outcome.)
+ */
+export function judgeAtIntake(references: readonly SopReference[]): Map<number, FailureReasonCode> {
+  const decided = new Map<number, FailureReasonCode>();
+  const classOf = new Map<string, string>();
+  const conflicting = new Set<string>();
+  for (const { sopClassUid, sopInstanceUid } of references) {
+    const seen = classOf.get(sopInstanceUid);
+    if (seen === undefined) classOf.set(sopInstanceUid, sopClassUid);
+    else if (seen !== sopClassUid) conflicting.add(sopInstanceUid);
+  }
+  references.forEach((reference, index) => {
+    if (conflicting.has(reference.sopInstanceUid)) decided.set(index, FailureReason.ClassInstanceConflict);
+    else if (sopClassSupport(reference.sopClassUid) === 'never-stored') decided.set(index, FailureReason.ReferencedSopClassNotSupported);
+  });
+  return decided;
 }

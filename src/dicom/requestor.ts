@@ -5,7 +5,7 @@
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { association as dimseAssociation, DEFER_PARSING, Network, type Association, type NetworkInstance } from './dimse.js';
+import { clearProposedRoles, association as dimseAssociation, DEFER_PARSING, Network, type Association, type NetworkInstance } from './dimse.js';
 
 export interface ProposedContext {
   readonly abstractSyntax: string;
@@ -35,6 +35,8 @@ export class AssociationRejectedError extends Error {
     readonly result: number,
     readonly source: number,
     readonly reason: number,
+    /** Our address on the rejected connection: the one the acceptor saw (for the operator's fix). */
+    readonly localAddress?: string,
   ) {
     super(`association rejected (result ${result}, source ${source}, reason ${reason})`);
   }
@@ -69,6 +71,9 @@ export function openAssociation(options: RequestorOptions): Promise<OpenAssociat
   const socket: Socket = options.tls
     ? tlsConnect({ host: options.host, port: options.port, ...options.tls })
     : netConnect({ host: options.host, port: options.port });
+  // As the listener does: a DIMSE message goes out as several writes (command, data set), and Nagle's
+  // algorithm would hold the last one back until the peer's delayed ACK (40 ms on Linux).
+  socket.setNoDelay(true);
   // Datasets we receive as requestor are Storage Commitment reports: our reader parses them (DEFER_PARSING).
   const network = new Network(socket, {
     connectTimeout: options.timeoutMs,
@@ -93,13 +98,10 @@ export function openAssociation(options: RequestorOptions): Promise<OpenAssociat
       // read, a defined role means the acceptor answered a role selection item (dcmjs-dimse only writes
       // roles it reads).
       for (const { context } of association.getPresentationContexts()) {
-        if (proposedRoles.has(context.getAbstractSyntaxUid())) {
-          (context as unknown as { userRole: unknown; providerRole: unknown }).userRole = undefined;
-          (context as unknown as { userRole: unknown; providerRole: unknown }).providerRole = undefined;
-        }
+        if (proposedRoles.has(context.getAbstractSyntaxUid())) clearProposedRoles(context);
       }
     });
-    network.on('associationRejected', ({ result, source, reason }: { result: number; source: number; reason: number }) => fail(new AssociationRejectedError(result, source, reason)));
+    network.on('associationRejected', ({ result, source, reason }: { result: number; source: number; reason: number }) => fail(new AssociationRejectedError(result, source, reason, socket.localAddress)));
     network.on('abort', () => fail(new AssociationFailedError('peer aborted the association during negotiation')));
     network.on('networkError', (error: Error) => fail(new AssociationFailedError(error.message)));
     network.on('close', () => fail(new AssociationFailedError('connection closed during negotiation')));

@@ -1,6 +1,6 @@
 /**
  * Follows Orthanc's changes feed: every NewInstance goes into the UID index (so a commitment request
- * finds its instances without a search), and wakes the transactions waiting for late arrivals (a modality
+ * finds its instances without a search, on the classic lookup path), and wakes the transactions waiting for late arrivals (a modality
  * often sends its N-ACTION right after its last C-STORE, before Orthanc has indexed everything).
  */
 import type { Logger } from 'pino';
@@ -48,7 +48,8 @@ export class ChangesFollower {
         const ids = changes.filter((c) => c.changeType === 'NewInstance').map((c) => c.resourceId);
         if (ids.length > 0) {
           sawNewInstance = true;
-          this.index.record((await this.orthanc.describeInstances(ids)).map((i) => ({ sopInstanceUid: i.sopInstanceUid, orthancId: i.orthancId })));
+          // Only the classic lookup path reads the index; on 1.12 describing IDs is what costs (see OrthancClient).
+          if ((await this.orthanc.lookupPath()) === 'classic') this.index.record((await this.orthanc.describeInstances(ids)).map((i) => ({ sopInstanceUid: i.sopInstanceUid, orthancId: i.orthancId })));
         }
         if (last <= since) break;
         since = last;

@@ -42,19 +42,97 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Set by the wiring: how many incoming associations are open right now (read at scrape time). */
-  countOpenAssociations: () => number = () => 0;
+  readonly deliveryConfigurationErrors = new Counter({
+    name: 'stgcmt_delivery_configuration_errors_total',
+    help: 'Delivery attempts the modality refused for a configuration reason, by kind (role-refused, role-unanswered-strict, context-rejected, association-rejected-permanent, peer-not-configured)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly committedThenDeleted = new Counter({
+    name: 'stgcmt_committed_then_deleted_total',
+    help: 'Instances reported committed that later disappeared from Orthanc (deleted or recycled), found by the committed-instance watch',
+    registers: [this.registry],
+  });
+
+  readonly protectionFailures = new Counter({
+    name: 'stgcmt_protection_failures_total',
+    help: 'Attempts to protect committed instances in Orthanc (STGCMT_PROTECT) that failed; the report waits and is retried',
+    registers: [this.registry],
+  });
+
+  /** Set by the wiring: the DICOM listener's live counts (read at scrape time). */
+  dicomGauges: () => { associations: number; connections: number; bufferedBytes: number } = () => ({ associations: 0, connections: 0, bufferedBytes: 0 });
 
   readonly openAssociations = new Gauge({
     name: 'stgcmt_open_associations',
-    help: 'Incoming DICOM associations currently open',
+    help: 'Incoming DICOM associations currently accepted',
     registers: [this.registry],
     collect: () => {
-      this.openAssociations.set(this.countOpenAssociations());
+      this.openAssociations.set(this.dicomGauges().associations);
     },
   });
 
-  constructor() {
+  readonly openConnections = new Gauge({
+    name: 'stgcmt_open_connections',
+    help: 'Incoming TCP connections on the DICOM port, associated or not',
+    registers: [this.registry],
+    collect: () => {
+      this.openConnections.set(this.dicomGauges().connections);
+    },
+  });
+
+  readonly bufferedRequestBytes = new Gauge({
+    name: 'stgcmt_buffered_request_bytes',
+    help: 'Bytes of unfinished incoming DIMSE messages held in memory (bounded by STGCMT_MAX_BUFFERED_BYTES plus 1 MiB per association)',
+    registers: [this.registry],
+    collect: () => {
+      this.bufferedRequestBytes.set(this.dicomGauges().bufferedBytes);
+    },
+  });
+
+  readonly connectionsRefused = new Counter({
+    name: 'stgcmt_dicom_connections_refused_total',
+    help: 'DICOM connections closed at once because a limit was reached (connection-limit, host-limit)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly connectionsClosed = new Counter({
+    name: 'stgcmt_dicom_connections_closed_total',
+    help: 'DICOM connections we ended, by reason (artim, idle, stalled, lifetime, protocol, handler-error, rejected, evicted, released: after the peer\'s A-RELEASE-RQ, shutdown)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly associationsRejected = new Counter({
+    name: 'stgcmt_associations_rejected_total',
+    help: 'A-ASSOCIATE-RJ sent, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly internalErrors = new Counter({
+    name: 'stgcmt_internal_errors_total',
+    help: 'Unexpected errors caught (where: dicom-handler, unhandled-rejection): each is logged with its context',
+    labelNames: ['where'] as const,
+    registers: [this.registry],
+  });
+
+  /**
+   * Which node this is (STGCMT_NODE_ID), as an info metric: always 1, the name in its label. Join on it
+   * (`* on(instance) group_left(node) stgcmt_node_info`) rather than labelling every metric with the node.
+   */
+  readonly nodeInfo = new Gauge({
+    name: 'stgcmt_node_info',
+    help: 'This node: always 1, its STGCMT_NODE_ID in the node label',
+    labelNames: ['node'] as const,
+    registers: [this.registry],
+  });
+
+  /** `node`: STGCMT_NODE_ID (without it, as in tests of one part, no node_info series is exported). */
+  constructor(node?: string) {
     collectDefaultMetrics({ register: this.registry, prefix: 'stgcmt_' });
+    if (node !== undefined) this.nodeInfo.set({ node }, 1);
   }
 }

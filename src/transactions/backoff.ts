@@ -7,3 +7,12 @@ export function retryDelay(attempt: number, initialMs: number, maxMs: number, ra
   const capped = Math.min(maxMs, exponential);
   return Math.round(capped * (0.8 + 0.4 * random()));
 }
+
+/**
+ * Retry delay after a configuration failure (a refused role or context, an AE title the modality does not
+ * know): constant, since it is a setting someone must change, not an outage that ends by itself, with the
+ * same ±20 % jitter.
+ */
+export function configurationRetryDelay(intervalMs: number, random: () => number = Math.random): number {
+  return Math.round(intervalMs * (0.8 + 0.4 * random()));
+}

@@ -53,36 +53,79 @@ export interface ApiTransaction {
   deliveryAttempts: number;
   nextAttemptAt: string | null;
   lastError: string | null;
+  lastErrorCategory: 'network' | 'configuration' | 'peer-status' | null;
+}
+
+export interface ApiInstance {
+  seq: number;
+  sopClassUid: string;
+  sopInstanceUid: string;
+  outcome: 'committed' | 'failed' | 'pending';
+  failureReason?: number;
 }
 
 export interface ApiTransactionDetail extends ApiTransaction {
-  instanceOutcomes: Array<{ sopClassUid: string; sopInstanceUid: string; outcome: 'committed' | 'failed' | 'pending'; failureReason?: number }>;
-  deliveryAttemptLog: Array<{ at: string; via: string; ok: boolean; error: string | null; durationMs: number }>;
+  instanceCounts: { committed: number; failed: number; pending: number };
+  /** The first page (100) of the instances only; apiInstances reads them all. */
+  instanceOutcomes: ApiInstance[];
+  instancesNextAfter: number | null;
+  deliveryPending: boolean;
+  deliveryAttemptLog: Array<{ at: string; via: string; ok: boolean; error: string | null; durationMs: number; category: 'network' | 'configuration' | 'peer-status' | null }>;
 }
 
-/** GET /api/transactions/{uid}; undefined on 404. */
-export async function apiTransaction(sidecar: SidecarProcess, uid: string): Promise<ApiTransactionDetail | undefined> {
-  const { status, body } = await sidecar.api<ApiTransactionDetail>('GET', `/api/transactions/${encodeURIComponent(uid)}`);
+/**
+ * A transaction as the API addresses it: calling AE title + Transaction UID (two AEs may reuse a UID). A
+ * bare Transaction UID works while only one AE used it; the API answers 409 otherwise, and the helpers throw.
+ */
+export type TransactionRef = string | { readonly callingAet: string; readonly transactionUid: string };
+
+export function transactionPath(ref: TransactionRef): string {
+  return typeof ref === 'string'
+    ? `/api/transactions/${encodeURIComponent(ref)}`
+    : `/api/transactions/${encodeURIComponent(ref.callingAet)}/${encodeURIComponent(ref.transactionUid)}`;
+}
+
+const describeRef = (ref: TransactionRef): string => (typeof ref === 'string' ? ref : `${ref.transactionUid} from ${ref.callingAet}`);
+
+/** GET /api/transactions/{callingAet}/{uid} (or by UID alone); undefined on 404. */
+export async function apiTransaction(sidecar: SidecarProcess, ref: TransactionRef): Promise<ApiTransactionDetail | undefined> {
+  const path = transactionPath(ref);
+  const { status, body } = await sidecar.api<ApiTransactionDetail>('GET', path);
   if (status === 404) return undefined;
-  if (status !== 200) throw new Error(`GET /api/transactions/${uid} -> ${status}: ${JSON.stringify(body)}`);
+  if (status !== 200) throw new Error(`GET ${path} -> ${status}: ${JSON.stringify(body)}`);
   return body;
+}
+
+/** Every instance of a transaction, page by page (GET .../instances, keyset on seq; the AE is needed here). */
+export async function apiInstances(sidecar: SidecarProcess, ref: Exclude<TransactionRef, string>, outcome: 'all' | 'committed' | 'failed' | 'pending' | 'not-committed' = 'all'): Promise<ApiInstance[]> {
+  type Page = { items: ApiInstance[]; nextAfter: number | null };
+  const instances: ApiInstance[] = [];
+  let after: number | null = null;
+  do {
+    const path: string = `${transactionPath(ref)}/instances?outcome=${outcome}&limit=1000${after === null ? '' : `&after=${after}`}`;
+    const page: { status: number; body: Page } = await sidecar.api<Page>('GET', path);
+    if (page.status !== 200) throw new Error(`GET ${path} -> ${page.status}: ${JSON.stringify(page.body)}`);
+    instances.push(...page.body.items);
+    after = page.body.nextAfter;
+  } while (after !== null);
+  return instances;
 }
 
 /** Polls the API until the transaction satisfies `predicate`; returns it. */
 export async function waitForTransaction(
   sidecar: SidecarProcess,
-  uid: string,
+  ref: TransactionRef,
   predicate: (t: ApiTransactionDetail) => boolean,
   timeoutMs: number,
 ): Promise<ApiTransactionDetail> {
   const deadline = Date.now() + timeoutMs;
   let last: ApiTransactionDetail | undefined;
   for (;;) {
-    last = await apiTransaction(sidecar, uid);
+    last = await apiTransaction(sidecar, ref);
     if (last && predicate(last)) return last;
     if (Date.now() > deadline) {
       const summary = last ? { state: last.state, deliveryAttempts: last.deliveryAttempts, lastError: last.lastError } : 'not found';
-      throw new Error(`transaction ${uid} did not reach the expected condition within ${timeoutMs} ms (last seen: ${JSON.stringify(summary)})`);
+      throw new Error(`transaction ${describeRef(ref)} did not reach the expected condition within ${timeoutMs} ms (last seen: ${JSON.stringify(summary)})`);
     }
     await sleep(100);
   }
@@ -197,6 +240,18 @@ export async function storedFilePath(server: OrthancServer, orthancId: string): 
   return join(server.dir, 'storage', uuid.slice(0, 2), uuid.slice(2, 4), uuid);
 }
 
+/** Hands out instances stored in a stack's PACS, each used by one test only. */
+export class Pool {
+  private next = 0;
+  constructor(private readonly instances: CreatedInstance[]) {}
+  take(count: number): CreatedInstance[] {
+    if (this.next + count > this.instances.length) throw new Error('instance pool exhausted');
+    const taken = this.instances.slice(this.next, this.next + count);
+    this.next += count;
+    return taken;
+  }
+}
+
 export const refsOf = (instances: readonly CreatedInstance[]): SopRef[] => instances.map((i) => ({ sopClassUid: i.sopClassUid, sopInstanceUid: i.sopInstanceUid }));
 
 // ---------------------------------------------------------------------------
@@ -285,54 +340,4 @@ export function rawExchange(
   });
 }
 
-/** A PDU header (PS3.8 9.3.1): type, reserved byte, 32-bit big-endian length. */
-export function pduHeader(type: number, length: number): Buffer {
-  const header = Buffer.alloc(6);
-  header.writeUInt8(type, 0);
-  header.writeUInt32BE(length, 2);
-  return header;
-}
-
-/** `total` bytes of filler in 1 MiB chunks. */
-export function* filler(total: number, chunkSize = 1024 * 1024): Generator<Buffer> {
-  const chunk = Buffer.alloc(chunkSize, 0x5a);
-  for (let sent = 0; sent < total; sent += chunkSize) yield sent + chunkSize <= total ? chunk : chunk.subarray(0, total - sent);
-}
-
-/** A P-DATA-TF PDU carrying one PDV (PS3.8 9.3.5, E.2): flags bit 0 = command, bit 1 = last fragment. */
-export function pDataTf(presentationContextId: number, flags: number, value: Buffer): Buffer {
-  const pdv = Buffer.alloc(6);
-  pdv.writeUInt32BE(value.length + 2, 0);
-  pdv.writeUInt8(presentationContextId, 4);
-  pdv.writeUInt8(flags, 5);
-  return Buffer.concat([pduHeader(0x04, value.length + 6), pdv, value]);
-}
-
-function implicitElement(element: number, value: Buffer): Buffer {
-  const header = Buffer.alloc(8);
-  header.writeUInt16LE(0x0000, 0);
-  header.writeUInt16LE(element, 2);
-  header.writeUInt32LE(value.length, 4);
-  return Buffer.concat([header, value]);
-}
-
-/** A Storage Commitment N-ACTION-RQ command set (implicit VR little endian, PS3.7 10.1.4) announcing a data set. */
-export function nActionCommand(messageId: number): Buffer {
-  const uid = (text: string): Buffer => Buffer.from(text.length % 2 === 0 ? text : `${text}\0`, 'latin1');
-  const us = (value: number): Buffer => {
-    const b = Buffer.alloc(2);
-    b.writeUInt16LE(value, 0);
-    return b;
-  };
-  const body = Buffer.concat([
-    implicitElement(0x0003, uid('1.2.840.10008.1.20.1')), // Requested SOP Class UID
-    implicitElement(0x0100, us(0x0130)), // Command Field: N-ACTION-RQ
-    implicitElement(0x0110, us(messageId)), // Message ID
-    implicitElement(0x0800, us(0x0000)), // Command Data Set Type: a data set follows
-    implicitElement(0x1001, uid('1.2.840.10008.1.20.1.1')), // Requested SOP Instance UID
-    implicitElement(0x1008, us(1)), // Action Type ID
-  ]);
-  const groupLength = Buffer.alloc(4);
-  groupLength.writeUInt32LE(body.length, 0);
-  return Buffer.concat([implicitElement(0x0000, groupLength), body]);
-}
+export { filler, nActionCommand, pDataTf, pduHeader } from './pdus.js';

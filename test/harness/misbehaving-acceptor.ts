@@ -1,12 +1,20 @@
 /**
  * A report acceptor that misbehaves on purpose, to prove the report sender notices: it refuses our SCP
- * role, answers no role item, aborts instead of answering, or answers an error status.
+ * role, answers no role item, rejects the Storage Commitment context, rejects the association because it
+ * does not know the calling AE title, aborts instead of answering, or answers an error status.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { STORAGE_COMMITMENT_SOP_CLASS } from '../../src/commitment/types.js';
 import { constants, internals, responses, Scp, type Association, type NEventReportRequest } from '../../src/dicom/dimse.js';
 
-export type Misbehavior = 'refuse-scp-role' | 'omit-role-item' | 'abort-on-report' | 'abort-on-associate' | 'error-status';
+export type Misbehavior =
+  | 'refuse-scp-role'
+  | 'omit-role-item'
+  | 'reject-context'
+  | 'reject-calling-ae'
+  | 'abort-on-report'
+  | 'abort-on-associate'
+  | 'error-status';
 
 export class MisbehavingAcceptor {
   private server: Server | undefined;
@@ -32,8 +40,12 @@ export class MisbehavingAcceptor {
           internals(this).socket.destroy();
           return;
         }
+        if (behavior() === 'reject-calling-ae') {
+          this.sendAssociationReject(constants.RejectResult.Permanent, constants.RejectSource.ServiceUser, constants.RejectReason.CallingAeNotRecognized);
+          return;
+        }
         for (const { context } of association.getPresentationContexts()) {
-          if (context.getAbstractSyntaxUid() !== STORAGE_COMMITMENT_SOP_CLASS) {
+          if (context.getAbstractSyntaxUid() !== STORAGE_COMMITMENT_SOP_CLASS || behavior() === 'reject-context') {
             context.setResult(constants.PresentationContextResult.RejectAbstractSyntaxNotSupported);
             continue;
           }

@@ -11,14 +11,26 @@ import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:f
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 
 const HOST = '127.0.0.1';
-const ORTHANC_BIN = process.env.ORTHANC_BIN ?? '/usr/sbin/Orthanc';
+// ORTHANC_BIN picks another Orthanc (scripts/orthanc-1.12 for Debian trixie's 1.12.x); a path is taken
+// from the current directory, since Orthanc itself is started in its temp dir.
+const ORTHANC_BIN = process.env.ORTHANC_BIN?.includes('/') ? resolve(process.env.ORTHANC_BIN) : (process.env.ORTHANC_BIN ?? '/usr/sbin/Orthanc');
 const READY_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 10_000;
+
+/** ORTHANC_EXPECT_VERSION=1.12. makes a run against another Orthanc fail instead of passing on the wrong one. */
+class WrongOrthancError extends Error {}
+
+function checkExpectedVersion(name: string, version: string | undefined): void {
+  const expected = process.env.ORTHANC_EXPECT_VERSION;
+  if (expected && !(version ?? '').startsWith(expected)) {
+    throw new WrongOrthancError(`${name}: Orthanc ${version ?? '(unknown version)'} started, but ORTHANC_EXPECT_VERSION is ${expected}`);
+  }
+}
 
 export interface ModalityAddress {
   aet: string;
@@ -41,6 +53,8 @@ export interface OrthancOptions {
   dicomPort?: number;
   /** Pass --verbose to Orthanc (also enabled by env ORTHANC_VERBOSE=1). */
   verbose?: boolean;
+  /** The Orthanc executable; default ORTHANC_BIN, else /usr/sbin/Orthanc. */
+  binary?: string;
 }
 
 export interface OrthancServer {
@@ -66,7 +80,8 @@ export interface OrthancServer {
   /** SIGCONT after pause(). */
   resume(): void;
   /** Stop (if running) and start again on the same dir and ports; waits until ready. */
-  restart(): Promise<void>;
+  /** Stop and start again; `extraConfig` entries are merged into the configuration first (e.g. a new DicomAet). */
+  restart(extraConfig?: Record<string, unknown>): Promise<void>;
   /** PUT /modalities/{name}; also recorded in the config file so restart() keeps it. */
   addModality(name: string, modality: ModalityAddress): Promise<void>;
   logTail(lines?: number): Promise<string>;
@@ -234,7 +249,7 @@ class OrthancInstance implements OrthancServer {
     const logStart = fstatSync(fd).size;
     let child: ChildProcess;
     try {
-      child = spawn(ORTHANC_BIN, args, { cwd: this.dir, stdio: ['ignore', fd, fd] });
+      child = spawn(this.opts.binary ? resolve(this.opts.binary) : ORTHANC_BIN, args, { cwd: this.dir, stdio: ['ignore', fd, fd] });
     } finally {
       closeSync(fd);
     }
@@ -261,9 +276,17 @@ class OrthancInstance implements OrthancServer {
         // Orthanc opens its DICOM port before its HTTP port, so /system answering
         // means both are up (probing the DICOM port would log a bogus association).
         const res = await fetch(`${this.url}/system`, { signal: AbortSignal.timeout(1000) });
-        await res.arrayBuffer();
-        if (res.ok) return;
-      } catch {
+        const system = (await res.json().catch(() => ({}))) as { Version?: string };
+        if (res.ok) {
+          checkExpectedVersion(this.name, system.Version);
+          return;
+        }
+      } catch (error) {
+        if (error instanceof WrongOrthancError) {
+          child.kill('SIGKILL');
+          await waitExit(child);
+          throw error;
+        }
         // not listening yet
       }
       await sleep(50);
@@ -339,8 +362,9 @@ class OrthancInstance implements OrthancServer {
     this.process.kill('SIGCONT');
   }
 
-  async restart(): Promise<void> {
+  async restart(extraConfig?: Record<string, unknown>): Promise<void> {
     if (this.stopped) throw new Error(`${this.name}: restart() after stop()`);
+    if (extraConfig) this.opts.extraConfig = { ...this.opts.extraConfig, ...extraConfig };
     await this.terminate();
     // Same ports: another process may grab one in between, or the old socket may
     // linger briefly; retry a few times rather than fail the fault test.
@@ -418,6 +442,10 @@ export interface DicomFields {
   patientName: string;
   modality: string;
   instanceNumber?: number;
+  /** DA, YYYYMMDD. */
+  studyDate?: string;
+  accessionNumber?: string;
+  studyDescription?: string;
 }
 
 // VRs with the 4-byte length form in explicit VR (PS3.5 7.1.2).
@@ -456,7 +484,10 @@ export function makeDicomFile(f: DicomFields): Buffer {
   const dataset = Buffer.concat([
     element(0x0008, 0x0016, 'UI', str(f.sopClassUid)),
     element(0x0008, 0x0018, 'UI', str(f.sopInstanceUid)),
+    ...(f.studyDate ? [element(0x0008, 0x0020, 'DA', str(f.studyDate))] : []),
+    ...(f.accessionNumber ? [element(0x0008, 0x0050, 'SH', str(f.accessionNumber))] : []),
     element(0x0008, 0x0060, 'CS', str(f.modality)),
+    ...(f.studyDescription ? [element(0x0008, 0x1030, 'LO', str(f.studyDescription))] : []),
     element(0x0010, 0x0010, 'PN', str(f.patientName)),
     element(0x0010, 0x0020, 'LO', str(f.patientId)),
     element(0x0020, 0x000d, 'UI', str(f.studyInstanceUid)),
@@ -544,6 +575,13 @@ export interface CreateInstancesOptions {
   seriesInstanceUid?: string;
   seriesSize?: number;
   patientId?: string;
+  /** Default HARNESS^TEST. */
+  patientName?: string;
+  /** Default OT. */
+  modality?: string;
+  studyDate?: string;
+  accessionNumber?: string;
+  studyDescription?: string;
   /** Instances per uploaded ZIP (default 500). */
   batchSize?: number;
   /** ZIP uploads in flight (default 2). */
@@ -589,9 +627,12 @@ export async function createInstances(
       studyInstanceUid,
       seriesInstanceUid,
       patientId,
-      patientName: 'HARNESS^TEST',
-      modality: 'OT',
+      patientName: opts.patientName ?? 'HARNESS^TEST',
+      modality: opts.modality ?? 'OT',
       instanceNumber: (i % seriesSize) + 1,
+      ...(opts.studyDate ? { studyDate: opts.studyDate } : {}),
+      ...(opts.accessionNumber ? { accessionNumber: opts.accessionNumber } : {}),
+      ...(opts.studyDescription ? { studyDescription: opts.studyDescription } : {}),
     });
   }
 

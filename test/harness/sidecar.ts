@@ -16,6 +16,8 @@ export interface SidecarOptions {
   /** Extra STGCMT_* environment. */
   readonly env?: Record<string, string>;
   readonly dataDir?: string;
+  /** Where its output goes (default: sidecar.log in the data directory). */
+  readonly logFile?: string;
   readonly dicomPort?: number;
   readonly httpPort?: number;
   /**
@@ -63,7 +65,7 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
   const dicomPort = options.dicomPort ?? (await freePort());
   const httpPort = options.httpPort ?? (await freePort());
   const aeTitle = options.aeTitle ?? 'STGCMT';
-  const logFile = join(dataDir, 'sidecar.log');
+  const logFile = options.logFile ?? join(dataDir, 'sidecar.log');
   let child: ChildProcess;
   let env: Record<string, string> = {
     ORTHANC_URL: options.orthancUrl,

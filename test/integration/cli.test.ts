@@ -17,7 +17,7 @@ const CT = '1.2.840.10008.5.1.4.1.1.2';
 
 async function scu(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'stgcmt-scu.ts'), ...args], { cwd: ROOT, timeout: 60_000 });
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'stgcmt-scu.ts'), ...args], { cwd: ROOT, timeout: 150_000 });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };
@@ -90,5 +90,47 @@ describe('stgcmt-scu command', () => {
     const usage = await scu(['--port', '1']);
     assert.equal(usage.code, 3);
     assert.match(usage.stderr, /exactly one instance source/);
+  });
+
+  describe("against the sidecar's default arrival wait (30 s)", () => {
+    const connection = () => ['--host', '127.0.0.1', '--port', String(stack.sidecar.dicomPort), '--called', 'STGCMT', '--calling', 'CLISCU'];
+    const listOf = (name: string, lines: string[]): string => {
+      const path = join(dir, name);
+      writeFileSync(path, `${lines.join('\n')}\n`);
+      return path;
+    };
+
+    before(async () => {
+      // An empty value means unset: the sidecar runs with its default.
+      await stack.sidecar.restart({ STGCMT_ARRIVAL_WAIT: '' });
+    });
+
+    it('states the real wait, and prints a report for another transaction as such, not as its result', async () => {
+      // First run: the association is released at once and nobody listens, so its report is retried.
+      const first = await scu([...connection(), '--keep-open', '0', '--timeout', '20s', '--uids', listOf('first.txt', [`${stored[0]!.sopClassUid} ${stored[0]!.sopInstanceUid}`])]);
+      assert.equal(first.code, 2, first.stdout + first.stderr);
+      assert.match(first.stdout, /^No report within 0 s /m, 'it waited 0 s, not the 20 s of --timeout');
+      assert.match(first.stdout, /--listen-port/);
+      const firstUid = /^Transaction ([\d.]+):/m.exec(first.stdout)?.[1];
+      assert.ok(firstUid, first.stdout);
+      // Second run listens: the first run's report arrives there while it waits for its own (an absent
+      // instance: the sidecar waits 30 s for it).
+      const absent = newUid();
+      const second = await scu([...connection(), '--listen-port', String(listenPort), '--timeout', '8s', '--uids', listOf('second.txt', [`${CT} ${absent}`])]);
+      assert.equal(second.code, 2, second.stdout + second.stderr);
+      assert.match(second.stdout, new RegExp(`^A report for another transaction ${firstUid.replace(/\./g, '\\.')} arrived \\(event type 1, new-association\\): 1 committed, 0 failed`, 'm'));
+      assert.doesNotMatch(second.stdout, /^(COMMITTED|FAILED)/m, 'the other transaction\'s instances are not listed as this run\'s');
+      assert.match(second.stdout, /^No report within 8 s: do NOT delete any image/m);
+    });
+
+    it('waits long enough by default: an absent instance is reported failed (0112H), not "no report"', async () => {
+      const absent = newUid();
+      const started = Date.now();
+      const result = await scu([...connection(), '--uids', listOf('absent.txt', [`${stored[1]!.sopClassUid} ${stored[1]!.sopInstanceUid}`, `${CT} ${absent}`])]);
+      assert.equal(result.code, 1, result.stdout + result.stderr);
+      assert.match(result.stdout, new RegExp(`^FAILED .*${absent.replace(/\./g, '\\.')}\\s+0x0112 No such object instance`, 'm'));
+      assert.match(result.stdout, /same-association/);
+      assert.ok(Date.now() - started >= 29_000, 'the report came after the sidecar\'s arrival wait');
+    });
   });
 });

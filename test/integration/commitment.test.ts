@@ -16,6 +16,14 @@ import { startStack, type Stack } from '../harness/stack.js';
 const CT = '1.2.840.10008.5.1.4.1.1.2';
 const MR = '1.2.840.10008.5.1.4.1.1.4';
 
+/** A stack whose peers include our strict report acceptor as TESTSCU. */
+async function startWithReceiver(): Promise<{ stack: Stack; receiver: ReportReceiver }> {
+  const receiverPort = await freePort();
+  const receiver = new ReportReceiver({ aeTitle: 'TESTSCU', port: receiverPort, strictRoles: true });
+  await receiver.start();
+  return { stack: await startStack({ peers: [{ aet: 'TESTSCU', port: receiverPort }] }), receiver };
+}
+
 describe('storage commitment end to end', () => {
   let stack: Stack;
   let receiver: ReportReceiver;
@@ -25,10 +33,7 @@ describe('storage commitment end to end', () => {
   const target = () => ({ host: '127.0.0.1', port: stack.sidecar.dicomPort, callingAeTitle: 'TESTSCU', calledAeTitle: 'STGCMT', timeoutMs: 10_000 });
 
   before(async () => {
-    const receiverPort = await freePort();
-    receiver = new ReportReceiver({ aeTitle: 'TESTSCU', port: receiverPort, strictRoles: true });
-    await receiver.start();
-    stack = await startStack({ peers: [{ aet: 'TESTSCU', port: receiverPort }] });
+    ({ stack, receiver } = await startWithReceiver());
     stored = await createInstances(stack.pacs, 40, { sopClassUid: CT });
     storedMr = await createInstances(stack.pacs, 3, { sopClassUid: MR });
   });
@@ -184,4 +189,34 @@ describe('storage commitment end to end', () => {
       t.diagnostic(`${count} instances: request sent -> report received in ${Math.round(result.elapsedMs)} ms`);
     });
   }
+});
+
+describe("Retrieve AE Title follows Orthanc's AE title", () => {
+  let stack: Stack;
+  let receiver: ReportReceiver;
+  const target = () => ({ host: '127.0.0.1', port: stack.sidecar.dicomPort, callingAeTitle: 'TESTSCU', calledAeTitle: 'STGCMT', timeoutMs: 10_000 });
+
+  before(async () => {
+    ({ stack, receiver } = await startWithReceiver());
+  });
+
+  after(async () => {
+    await stack?.stop();
+    await receiver?.stop();
+  });
+
+  it('names the AE title Orthanc has when the report is built, also after an administrator renames it', async () => {
+    const before1 = await createInstances(stack.pacs, 2);
+    const refsOf = (list: CreatedInstance[]) => list.map((i) => ({ sopClassUid: i.sopClassUid, sopInstanceUid: i.sopInstanceUid }));
+    const first = await requestCommitment(target(), refsOf(before1), { keepOpenMs: 0, reportTimeoutMs: 10_000, receiver });
+    assert.equal(first.report?.retrieveAeTitle, 'PACS');
+    // The same Orthanc, renamed: its instances are now retrieved from PACS_RENAMED.
+    await stack.pacs.restart({ DicomAet: 'PACS_RENAMED' });
+    // Orthanc is probed every 2 s (2 s timeout at most): two probes later the sidecar knows.
+    await new Promise((resolve) => setTimeout(resolve, 4500));
+    const second = await requestCommitment(target(), refsOf(before1), { keepOpenMs: 0, reportTimeoutMs: 10_000, receiver });
+    assert.equal(second.report?.eventTypeId, 1);
+    assert.equal(second.report?.retrieveAeTitle, 'PACS_RENAMED');
+    assert.ok(stack.sidecar.logLines().some((l) => l['msg'] === "Orthanc's AE title changed; reports name the new one as Retrieve AE Title" && l['previous'] === 'PACS' && l['now'] === 'PACS_RENAMED'), 'the rename is logged');
+  });
 });

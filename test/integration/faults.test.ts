@@ -10,7 +10,10 @@
  * the paused PACS until the test lets it go.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { rm, truncate, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, echo, requestCommitment, type ScuTarget } from '../../src/cli/commitment-scu.js';
@@ -27,6 +30,7 @@ import {
   nActionCommand,
   pDataTf,
   pduHeader,
+  Pool,
   prepareInstances,
   rawExchange,
   refsOf,
@@ -38,24 +42,12 @@ import {
   waitForTransaction,
   type ApiTransactionDetail,
 } from '../harness/faults.js';
-import { createInstances, freePort, newUid, SECONDARY_CAPTURE_SOP_CLASS, type CreatedInstance, type SopRef, type StorageCommitmentReport } from '../harness/orthanc.js';
+import { createInstances, freePort, newUid, SECONDARY_CAPTURE_SOP_CLASS, type SopRef, type StorageCommitmentReport } from '../harness/orthanc.js';
 import { waitUntil } from '../harness/sidecar.js';
 import { startStack, type Stack } from '../harness/stack.js';
 
 const SC = SECONDARY_CAPTURE_SOP_CLASS;
 const absentRef = (): SopRef => ({ sopClassUid: SC, sopInstanceUid: newUid() });
-
-/** Hands out instances stored in a stack's PACS, each used by one test only. */
-class Pool {
-  private next = 0;
-  constructor(private readonly instances: CreatedInstance[]) {}
-  take(count: number): CreatedInstance[] {
-    if (this.next + count > this.instances.length) throw new Error('instance pool exhausted');
-    const taken = this.instances.slice(this.next, this.next + count);
-    this.next += count;
-    return taken;
-  }
-}
 
 /** The report Orthanc (as SCU) received is exactly the expected one, sent by the sidecar's AE title. */
 function assertOrthancReport(report: StorageCommitmentReport, committed: readonly SopRef[], failed: ReadonlyArray<SopRef & { reason: number }>): void {
@@ -408,9 +400,14 @@ describe('STGCMT_VERIFY=md5 against files corrupted on the PACS disk', () => {
   let stack: Stack;
 
   before(async () => {
-    // No storage cache, so Orthanc re-reads the file; MD5s stored at reception (Orthanc's default, which
-    // the harness turns off for speed) so that verify-md5 has something to compare with.
-    stack = await startStack({ sidecarEnv: { STGCMT_VERIFY: 'md5' }, pacsConfig: { MaximumStorageCacheSize: 0, StoreMD5ForAttachments: true } });
+    // The storage settings we ship (orthanc-config/orthanc.json): no storage cache, so Orthanc re-reads the
+    // file, and MD5s stored at reception (which the harness turns off for speed) to compare with. Measured:
+    // with its default cache (128 MB), Debian's Orthanc 1.10.1 answers 200 for a file corrupted after it
+    // was read; 1.12.7 re-reads either way.
+    const shipped = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'orthanc-config', 'orthanc.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(shipped['MaximumStorageCacheSize'], 0, 'the shipped configuration turns the storage cache off');
+    assert.equal(shipped['StoreMD5ForAttachments'], true, 'the shipped configuration records MD5s');
+    stack = await startStack({ sidecarEnv: { STGCMT_VERIFY: 'md5' }, pacsConfig: { MaximumStorageCacheSize: shipped['MaximumStorageCacheSize'], StoreMD5ForAttachments: shipped['StoreMD5ForAttachments'] } });
   }, { timeout: 90_000 });
 
   after(async () => {
@@ -422,6 +419,8 @@ describe('STGCMT_VERIFY=md5 against files corrupted on the PACS disk', () => {
     const flipped = instances[1]!;
     const deleted = instances[4]!;
     const flippedPath = await storedFilePath(stack.pacs, flipped.orthancId);
+    // Read through Orthanc first: a storage cache, if any, now holds the intact copy.
+    await stack.pacs.rest('GET', `/instances/${flipped.orthancId}/file`);
     const bytes = await readFile(flippedPath);
     bytes[bytes.length - 2] = bytes[bytes.length - 2]! ^ 0xff;
     await writeFile(flippedPath, bytes);
@@ -465,7 +464,7 @@ describe('duplicates, hostile input and load on the DICOM port', () => {
     process.kill(sidecarPid, 0);
     const health = await fetch(`${stack.sidecar.url}/healthz`);
     assert.equal(health.status, 200);
-    assert.deepEqual(await health.json(), { status: 'ok' });
+    assert.deepEqual(await health.json(), { status: 'ok', node: hostname() });
     const open = await connect(target());
     try {
       assert.equal(await echo(open, 5000), 0);
@@ -487,7 +486,8 @@ describe('duplicates, hostile input and load on the DICOM port', () => {
     const receiverPort = await freePort();
     receiver = new ReportReceiver({ aeTitle: 'TESTSCU', port: receiverPort, strictRoles: true });
     await receiver.start();
-    stack = await startStack({ peers: [{ aet: 'TESTSCU', port: receiverPort }] });
+    // One test opens 50 associations at once from one AE on one host: lift the per-AE/per-host shares.
+    stack = await startStack({ peers: [{ aet: 'TESTSCU', port: receiverPort }], sidecarEnv: { STGCMT_MAX_ASSOCIATIONS_PER_AE: '64', STGCMT_MAX_CONNECTIONS_PER_HOST: '128' } });
     pool = new Pool(await createInstances(stack.pacs, 2200));
     sidecarPid = stack.sidecar.pid;
   }, { timeout: 90_000 });

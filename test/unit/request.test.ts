@@ -55,6 +55,18 @@ describe('parseCommitmentRequest', () => {
     }
   });
 
+  it('answers 0115H for a UID with a leading zero in a component, or an empty component (PS3.5 9.1)', () => {
+    for (const value of ['1.02.3', '01.2', '1..2', '1.2.', '.1']) {
+      const dataset = { ...validDataset(), TransactionUID: value };
+      assert.equal(rejection(parseCommitmentRequest(input({}, dataset), limits)), DimseStatus.InvalidArgumentValue, value);
+      const item = { ...validDataset(), ReferencedSOPSequence: [{ ReferencedSOPClassUID: CT, ReferencedSOPInstanceUID: value }] };
+      assert.equal(rejection(parseCommitmentRequest(input({}, item), limits)), DimseStatus.InvalidArgumentValue, `item ${value}`);
+    }
+    for (const value of ['1.0.2', '0', '2.25.0', '1.20.300']) {
+      assert.ok(parseCommitmentRequest(input({}, { ...validDataset(), TransactionUID: value }), limits).ok, value);
+    }
+  });
+
   it('answers 0115H when the Referenced SOP Sequence is missing or empty', () => {
     assert.equal(rejection(parseCommitmentRequest(input({}, { TransactionUID: '1.2' }), limits)), DimseStatus.InvalidArgumentValue);
     assert.equal(rejection(parseCommitmentRequest(input({}, { TransactionUID: '1.2', ReferencedSOPSequence: [] }), limits)), DimseStatus.InvalidArgumentValue);

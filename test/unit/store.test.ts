@@ -4,22 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, it } from 'node:test';
 import { FailureReason } from '../../src/commitment/types.js';
-import { canTransition } from '../../src/store/states.js';
-import { IllegalTransitionError, TransactionStore, type NewRequest } from '../../src/store/transaction-store.js';
+import { canTransition } from '../../src/commitment/lifecycle.js';
+import { IllegalTransitionError, TransactionStore } from '../../src/store/transaction-store.js';
+import type { NewRequest } from '../../src/transactions/records.js';
+import { CT, ctRefs, newRequest } from '../harness/store-fixtures.js';
 
-const CT = '1.2.840.10008.5.1.4.1.1.2';
-const refs = (...uids: string[]) => uids.map((sopInstanceUid) => ({ sopClassUid: CT, sopInstanceUid }));
-const request = (overrides: Partial<NewRequest> = {}, uids = ['1.1', '1.2']): NewRequest => ({
-  request: { transactionUid: '9.9.1', references: refs(...uids) },
-  callingAeTitle: 'CT1',
-  calledAeTitle: 'STGCMT',
-  remoteAddress: '127.0.0.1',
-  now: 1000,
-  arrivalWaitMs: 10,
-  verifyTimeoutMs: 100,
-  ttlMs: 10_000,
-  ...overrides,
-});
+const refs = ctRefs;
+const request = (overrides: Partial<NewRequest> = {}, uids = ['1.1', '1.2']): NewRequest => newRequest(overrides, uids);
 
 describe('TransactionStore', () => {
   let store: TransactionStore;
