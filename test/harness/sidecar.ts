@@ -60,6 +60,9 @@ function baseDir(): string {
   return existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 }
 
+/** How long a sidecar may take to exit on SIGTERM (it finishes work in flight, with bounded waits). */
+const SHUTDOWN_LIMIT_MS = 60_000;
+
 export async function startSidecar(options: SidecarOptions): Promise<SidecarProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(baseDir(), 'stgcmt-sidecar-'));
   const dicomPort = options.dicomPort ?? (await freePort());
@@ -118,6 +121,21 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
       if (child.exitCode !== null || child.signalCode !== null) return resolveExit();
       child.once('exit', () => resolveExit());
     });
+  /**
+   * SIGTERM, and the exit it must lead to. A shutdown that hangs is a defect: it fails here, loudly,
+   * after SHUTDOWN_LIMIT_MS (the process is then killed), instead of holding the test file until its timeout.
+   */
+  const terminate = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const inTime = await Promise.race([exited().then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), SHUTDOWN_LIMIT_MS)))]);
+    clearTimeout(timer);
+    if (inTime) return;
+    child.kill('SIGKILL');
+    await exited();
+    throw new Error(`sidecar did not exit within ${SHUTDOWN_LIMIT_MS} ms of SIGTERM (killed):\n${tail()}`);
+  };
 
   await launch();
   return {
@@ -131,9 +149,7 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
       return child.pid ?? -1;
     },
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      await exited();
+      await terminate();
       return child.exitCode;
     },
     async kill(signal: NodeJS.Signals = 'SIGKILL') {
@@ -141,10 +157,7 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
       await exited();
     },
     async restart(extraEnv?: Record<string, string>) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited();
-      }
+      await terminate();
       env = { ...env, ...extraEnv };
       await launch();
     },

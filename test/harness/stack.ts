@@ -84,9 +84,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     proxy,
     sidecarModalityName: 'stgcmt',
     async stop() {
-      await sidecar.stop();
-      sidecar.cleanup();
-      await Promise.all([pacs.stop(), modality.stop(), proxy?.close()]);
+      try {
+        await sidecar.stop();
+        sidecar.cleanup();
+      } finally {
+        // Even after a failed sidecar stop: Orthanc servers left running would hold the test file open.
+        await Promise.all([pacs.stop(), modality.stop(), proxy?.close()]);
+      }
     },
   };
 }
