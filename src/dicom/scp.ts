@@ -34,7 +34,7 @@ import {
   type NetworkOptions,
   type NEventReportRequest,
 } from './dimse.js';
-import { acceptedCommitmentTransferSyntax, sendEventReport } from './event-report.js';
+import { acceptedCommitmentTransferSyntax, DeliveryError, sendEventReport } from './event-report.js';
 import type { CommitmentIntake, IntakeAnswer, ReportChannel } from '../transactions/intake.js';
 
 // What the N-ACTION handler hands over is the application layer's interface (transactions/intake.ts).
@@ -99,6 +99,8 @@ export class StorageCommitmentScp extends Scp {
   private sendingReports = 0;
   /** The last report sent on this association, which the next one waits for. */
   private reportQueue: Promise<unknown> = Promise.resolve();
+  /** Settles when the connection closes: a report still queued then gives up instead of waiting on. */
+  private readonly ended: Promise<void>;
   private paused = false;
   private pausedSince = 0;
   /** The guard's step dcmjs-dimse is reading right now: its context and the data set the guard assembled. */
@@ -121,10 +123,13 @@ export class StorageCommitmentScp extends Scp {
     this.guard = new PduGuard(limitsFor(context.maxPduLength, context.maxInstances));
     this.receive = takeOverReceiving(this);
     socket.on('data', (chunk: Buffer) => this.safely('reading from the socket', () => this.onData(chunk)));
-    socket.on('close', () => {
-      this.state = 'closed';
-      this.context.budget.release(this);
-    });
+    this.ended = new Promise((resolve) =>
+      socket.on('close', () => {
+        this.state = 'closed';
+        this.context.budget.release(this);
+        resolve();
+      }),
+    );
   }
 
   get remoteAddress(): string {
@@ -274,6 +279,7 @@ export class StorageCommitmentScp extends Scp {
     return {
       // Owed reports are sent one by one while the gate holds the association: nothing waits per report.
       release: () => undefined,
+      isOpen: () => this.state === 'associated',
       stillOpen: async () => {
         for (;;) {
           if (this.state !== 'associated') return false;
@@ -471,6 +477,7 @@ export class StorageCommitmentScp extends Scp {
       this.awaitingReports = Math.max(0, this.awaitingReports - 1);
     };
     return {
+      isOpen: () => this.state === 'associated',
       stillOpen: async () => {
         const wait = this.lastResponseAt + RELEASE_GRACE_MS - Date.now();
         if (this.state === 'associated' && wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
@@ -483,9 +490,13 @@ export class StorageCommitmentScp extends Scp {
         done();
         this.sendingReports++;
         // One outstanding operation per direction (no asynchronous operations window is negotiated): a
-        // report waits for the previous one's N-EVENT-REPORT-RSP on this association.
+        // report waits for the previous one's N-EVENT-REPORT-RSP on this association, and for the owed
+        // reports ahead of it; if the association ends meanwhile, it fails at once rather than wait on.
         const previous = this.reportQueue;
-        const sent = previous.then(() => sendEventReport(this, report, baseTimeoutMs));
+        const sent = Promise.race([previous, this.ended]).then(() => {
+          if (this.state !== 'associated') throw new DeliveryError('the association ended before the report could be sent on it');
+          return sendEventReport(this, report, baseTimeoutMs);
+        });
         this.reportQueue = sent.catch(() => undefined);
         try {
           return await sent;

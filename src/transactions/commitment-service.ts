@@ -391,9 +391,15 @@ export class CommitmentService implements CommitmentIntake {
     let skipped = 0;
     for (const id of ids) {
       if (this.stopped || !(await association.channel.stillOpen())) break;
-      // A delivery of ours already running (a new association): let it finish, then see what is left.
-      for (let running = this.delivering.get(id); running; running = this.delivering.get(id)) await running;
-      if (this.isHeld(id)) {
+      // A delivery of ours already running on an association of ours: let it finish, then see what is
+      // left. One that holds an open association of the modality's goes on that one: it may be queued
+      // there behind owed reports (this run's, or a run that waits for this one), so it is left alone.
+      let running = this.delivering.get(id);
+      while (running && !this.channels.get(id)?.isOpen()) {
+        await running;
+        running = this.delivering.get(id);
+      }
+      if (running || this.isHeld(id)) {
         skipped++;
         continue;
       }

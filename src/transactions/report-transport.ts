@@ -79,6 +79,11 @@ export interface ReportChannel {
    * Answering false also tells the association that it no longer waits for this report.
    */
   stillOpen(): Promise<boolean>;
+  /**
+   * The association is established right now (no waiting, no side effect). Once false, it stays false:
+   * nothing more is sent on it, and a report queued on it gives up at once.
+   */
+  isOpen(): boolean;
   /** Sends the report and resolves with the response status (timeout grows with the report's size). */
   send(report: OutgoingReport, baseTimeoutMs: number): Promise<number>;
   /**

@@ -4,6 +4,7 @@
  * port is one where nothing listens, so a report reaches it only on an association it opens itself.
  */
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { acceptReportsOn, connect, echo, requestCommitment, sendNAction, type ReceivedOnAssociation, type ScuTarget } from '../../src/cli/commitment-scu.js';
@@ -20,15 +21,21 @@ type Detail = ApiTransactionDetail & { waitingForModality: boolean; delivery?: s
 describe('reports to a modality that cannot be called back', () => {
   let stack: Stack;
   let pool: Pool;
+  let blackHole: Server;
+  const held: Socket[] = [];
 
   before(async () => {
     // Every port below is free now and nobody listens on it: dialling the modality can only fail.
     const [natPort, retryPort, rawPort, orthancDeadPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    // Accepts TCP and never answers (nor closes): an association to it hangs until our timeout.
+    blackHole = createServer((socket) => held.push(socket));
+    await new Promise<void>((resolve) => blackHole.listen(0, '127.0.0.1', resolve));
     stack = await startStack({
       peers: [
         { aet: 'NATSCU', port: natPort, callback: false },
         { aet: 'RETRYSCU', port: retryPort },
         { aet: 'RAWSCU', port: rawPort, callback: false },
+        { aet: 'HOLESCU', port: (blackHole.address() as AddressInfo).port },
         // Overrides Orthanc's entry for the modality Orthanc: same AE title, a dead port, never dialled.
         { aet: 'MODALITY', port: orthancDeadPort, callback: false },
       ],
@@ -37,6 +44,8 @@ describe('reports to a modality that cannot be called back', () => {
   }, { timeout: 90_000 });
 
   after(async () => {
+    for (const socket of held) socket.destroy();
+    blackHole?.close();
     await stack?.stop();
   }, { timeout: 60_000 });
 
@@ -69,10 +78,10 @@ describe('reports to a modality that cannot be called back', () => {
     return { reports, open };
   }
 
-  /** Associates as RAWSCU (Storage Commitment only) and returns a reader of N-EVENT-REPORT-RQ commands. */
-  async function rawAssociation(): Promise<{ peer: RawPeer; nextReport: (timeoutMs: number) => Promise<{ messageId: number; eventTypeId: number } | undefined> }> {
+  /** Associates as `calling` (Storage Commitment only) and returns a reader of N-EVENT-REPORT-RQ commands. */
+  async function rawAssociation(calling = 'RAWSCU'): Promise<{ peer: RawPeer; nextReport: (timeoutMs: number) => Promise<{ messageId: number; eventTypeId: number } | undefined> }> {
     const peer = await RawPeer.open(stack.sidecar.dicomPort);
-    const ac = await peer.associate({ called: 'STGCMT', calling: 'RAWSCU', contexts: [{ id: 1, abstractSyntax: STORAGE_COMMITMENT, transferSyntaxes: [IMPLICIT] }] });
+    const ac = await peer.associate({ called: 'STGCMT', calling, contexts: [{ id: 1, abstractSyntax: STORAGE_COMMITMENT, transferSyntaxes: [IMPLICIT] }] });
     assert.equal(ac?.type, 0x02, 'association accepted');
     const nextReport = (timeoutMs: number): ReturnType<RawPeer['nextEventReport']> => peer.nextEventReport(timeoutMs);
     return { peer, nextReport };
@@ -81,10 +90,11 @@ describe('reports to a modality that cannot be called back', () => {
   it('callback: false: never dialled, shown as waiting; a later C-ECHO association gets every owed report, oldest first, each once', { timeout: 60_000 }, async () => {
     const uids = await owe('NATSCU', 3);
     for (const uid of uids) {
-      const waiting = await waitForTransaction(stack.sidecar, { callingAet: 'NATSCU', transactionUid: uid }, (t) => t.state === 'VERIFIED', 10_000);
+      // Settles there: right after the verdict, its delivery is under way (deliveryPending) for the few
+      // milliseconds it takes to find that the modality cannot be called back.
+      const waiting = await waitForTransaction(stack.sidecar, { callingAet: 'NATSCU', transactionUid: uid }, (t) => t.state === 'VERIFIED' && !t.deliveryPending, 10_000);
       assert.equal((waiting as Detail).waitingForModality, true);
       assert.match((waiting as Detail).delivery ?? '', /waiting for the modality to connect/);
-      assert.equal(waiting.deliveryPending, false, 'nothing is under way: it waits for the modality');
     }
     // Several passes of the once-a-second delivery job: still nothing tried, nothing logged as an attempt.
     await sleep(2500);
@@ -222,6 +232,56 @@ describe('reports to a modality that cannot be called back', () => {
     peer.send(pDataTf(1, 0x03, nEventReportResponse(next.messageId, next.eventTypeId)));
     await waitForTransaction(stack.sidecar, { callingAet: 'RAWSCU', transactionUid: own }, (t) => t.state === 'REPORTED', 5000);
     peer.destroy();
+  });
+
+  it('an association opened while an earlier one still carries an owed report: its own N-ACTION is listed as owed too, and still goes out, after the owed one', { timeout: 60_000 }, async () => {
+    const [owedUid] = await owe('RAWSCU', 1);
+    await waitForTransaction(stack.sidecar, { callingAet: 'RAWSCU', transactionUid: owedUid! }, (t) => t.state === 'VERIFIED', 10_000);
+    // First association: takes the owed report and never answers it, so its run of owed reports lasts
+    // until the report times out (STGCMT_REPORT_TIMEOUT, 5 s here).
+    const first = await rawAssociation();
+    assert.ok(await first.nextReport(10_000), 'the owed report is sent on the first association');
+    // Second association, meanwhile: its own N-ACTION is verified while the first run still goes on, so
+    // when its turn comes the list of owed reports holds its own transaction too, whose report already
+    // waits on this association behind the owed ones.
+    const { reports, open } = await openCollecting('RAWSCU');
+    const own = newUid();
+    assert.equal((await sendNAction(open, { transactionUid: own, references: refsOf(pool.take(1)) }, 5000)).status, 0);
+    await waitForTransaction(stack.sidecar, { callingAet: 'RAWSCU', transactionUid: own }, (t) => t.state === 'VERIFIED', 10_000);
+    await waitUntil(() => reports.length >= 2, 20_000);
+    await sleep(1000); // anything sent twice would have come by now
+    await open.release();
+    first.peer.destroy();
+    assert.deepEqual(reports.map((r) => r.transactionUid), [owedUid, own], 'the owed report first, then its own; each once');
+    for (const uid of [owedUid!, own]) {
+      const t = await waitForTransaction(stack.sidecar, { callingAet: 'RAWSCU', transactionUid: uid }, (d) => d.state === 'REPORTED', 5000);
+      assert.equal(t.deliveryAttemptLog.filter((a) => a.ok).length, 1, `${uid} delivered once`);
+    }
+  });
+
+  it('a report queued behind owed ones gives up as soon as its association ends, not after the report timeout; none is lost', { timeout: 60_000 }, async () => {
+    // HOLESCU can be called back, but its port accepts TCP and never answers: each attempt to send its
+    // report hangs until STGCMT_REPORT_TIMEOUT (5 s here).
+    const [owedUid] = await owe('HOLESCU', 1);
+    const attempts = (): number => stack.sidecar.logLines().filter((l) => l['transactionUid'] === owedUid && l['msg'] === 'delivering report').length;
+    const before = attempts();
+    await waitUntil(() => attempts() > before, 10_000);
+    // An attempt hangs now: the modality's new association waits for it before it may carry that report.
+    const { peer } = await rawAssociation('HOLESCU');
+    const own = newUid();
+    peer.send(Buffer.concat([pDataTf(1, 0x03, nActionCommand(9)), pDataTf(1, 0x02, actionInformation(own, refsOf(pool.take(1))))]));
+    await waitForTransaction(stack.sidecar, { callingAet: 'HOLESCU', transactionUid: own }, (t) => t.state === 'VERIFIED', 10_000);
+    await sleep(500); // past the release grace: its report is queued on the association, behind the owed one
+    peer.send(Buffer.from([0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00])); // A-ABORT
+    peer.destroy();
+    const failed = await waitForTransaction(stack.sidecar, { callingAet: 'HOLESCU', transactionUid: own }, (t) => t.deliveryAttemptLog.length >= 1, 15_000);
+    const first = failed.deliveryAttemptLog[0]!;
+    assert.equal(first.ok, false);
+    assert.equal(first.via, 'same-association');
+    assert.match(first.error ?? '', /association ended before the report could be sent/);
+    assert.ok(first.durationMs < 2000, `gave up with its association (${first.durationMs} ms), not after STGCMT_REPORT_TIMEOUT`);
+    // Nothing lost: both stay pending, on their retry schedule.
+    for (const uid of [owedUid!, own]) assert.notEqual((await detail('HOLESCU', uid)).state, 'REPORTED');
   });
 
   it('Orthanc as the modality: its later N-ACTION is answered as usual; it releases at once, so the owed report is not sent on it and stays pending', { timeout: 60_000 }, async () => {

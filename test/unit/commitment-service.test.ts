@@ -142,6 +142,9 @@ class FakeChannel implements ReportChannel {
   release(): void {
     this.released++;
   }
+  isOpen(): boolean {
+    return this.open;
+  }
   async stillOpen(): Promise<boolean> {
     return this.open;
   }
