@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { startSidecar } from './sidecar.js';
 import { StoreStartError } from './store/errors.js';
+import { installLastResortPolicy } from './util/last-resort.js';
 
 async function main(): Promise<void> {
   let loaded;
@@ -21,19 +22,8 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel, config.nodeId);
   for (const warning of warnings) logger.warn({ setting: warning.setting }, warning.message);
   let countInternalError = (where: string): void => void where;
-  // Last-resort policy. Every DICOM handler, job and HTTP route catches its own errors, so reaching these
-  // means a bug. A rejected promise nobody awaited leaves no half-done state behind (each store change is
-  // one SQLite transaction): log it with its stack, count it, stay up. A synchronous exception that
-  // unwound to the event loop may have left anything half done: log it and exit non-zero, so the
-  // supervisor (systemd, Docker) restarts us; acknowledged transactions resume from the store.
-  process.on('unhandledRejection', (reason: unknown) => {
-    countInternalError('unhandled-rejection');
-    logger.error({ err: reason }, 'unhandled promise rejection (a bug): logged and counted; the service stays up');
-  });
-  process.on('uncaughtException', (error: Error, origin: string) => {
-    logger.fatal({ err: error, origin }, 'uncaught exception (a bug): exiting so the supervisor restarts the sidecar; unfinished transactions resume from the store');
-    process.exit(70);
-  });
+  // Reaching these means a bug: see last-resort.ts for why one stays up and the other exits.
+  installLastResortPolicy(logger, (where) => countInternalError(where));
   let sidecar;
   try {
     sidecar = await startSidecar(config, logger);
