@@ -180,6 +180,20 @@ const instancesQuery = z.object({
   after: z.coerce.number().int().min(0).optional(),
 });
 
+/**
+ * The query parameters of each GET route that takes any, by its path as docs/openapi.yaml writes it: the
+ * routes parse with these schemas, and test/unit/openapi.test.ts holds the description to them.
+ */
+export const QUERY_SCHEMAS = {
+  '/api/transactions': listQuery,
+  '/api/transactions.csv': csvQuery,
+  '/api/stats': statsQuery,
+  '/api/committed-then-deleted': pageQuery,
+  '/api/transactions/{callingAet}/{transactionUid}': detailQuery,
+  '/api/transactions/{transactionUid}': detailQuery,
+  '/api/transactions/{callingAet}/{transactionUid}/instances': instancesQuery,
+} as const;
+
 function badQuery(res: Response, error: z.ZodError): void {
   const issue = error.issues[0];
   res.status(400).json({ error: `invalid query parameter ${issue?.path.join('.') ?? ''}: ${issue?.message ?? ''}` });
