@@ -37,6 +37,10 @@ const SITUATIONS = {
   'waiting-for-arrivals': { label: () => 'Waiting for late arrivals', hint: 'Some instances are not in Orthanc yet; they are waited for (STGCMT_ARRIVAL_WAIT) before they fail' },
   'orthanc-unreachable': { label: () => 'Orthanc unreachable', hint: 'Orthanc cannot be asked; the instances stay undecided until it answers (STGCMT_VERIFY_TIMEOUT)' },
   delivering: { label: () => 'Delivering report', hint: 'Verdict reached; the report is being sent to the modality' },
+  'waiting-for-modality': {
+    label: (t) => `Waiting for the modality since ${shortTime(t.situationSince)}`,
+    hint: 'It cannot be called back (callback: false): the report goes on the next association the modality opens to the sidecar, or expires',
+  },
   'modality-unreachable': { label: (t) => `Modality unreachable since ${shortTime(t.situationSince)}`, hint: 'The report could not be delivered; retried with backoff until the report expires' },
   'role-refused': { label: () => 'Role refused (configuration)', hint: 'The modality refuses the report for a configuration reason (role, context, AE title): someone must change a setting' },
   'reported-all-committed': { label: () => 'Reported — all committed', hint: 'Report delivered: every instance is safely stored' },
@@ -562,9 +566,8 @@ function renderList(page) {
       el(
         'td',
         { dataset: { col: 'state' } },
+        // A modality behind NAT or a firewall: the badge says its report waits for it to open an association.
         situationBadge(t),
-        // A modality behind NAT or a firewall: its report waits for it to open an association.
-        t.waitingForModality ? el('span', { class: 'subtle', dataset: { waiting: 'modality' }, title: t.delivery ?? '' }, ' waiting for the modality to connect') : [],
         // Searched by an image: what was answered for it in this transaction.
         matched.length > 0
           ? el('div', { class: 'subtle', dataset: { col: 'matched' } }, `this image: ${matched.map((m) => (m.outcome === 'failed' ? `failed ${m.failureReasonHex ?? ''}`.trim() : m.outcome)).join(', ')}`)

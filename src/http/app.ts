@@ -122,6 +122,7 @@ export type Situation =
   | 'waiting-for-arrivals'
   | 'orthanc-unreachable'
   | 'delivering'
+  | 'waiting-for-modality'
   | 'modality-unreachable'
   | 'role-refused'
   | 'reported-all-committed'
@@ -131,7 +132,12 @@ export type Situation =
 /** Verifying this long without a verdict means some instances are not in Orthanc yet. */
 const VERIFY_GRACE_MS = 2000;
 
-export function situationOf(record: TransactionRecord, now: number, orthancOk: boolean): { situation: Situation; since: number | null } {
+/**
+ * `waitingForModality`: its peer cannot be called back (`callback: false`), so an undelivered report waits
+ * for the modality to open an association; nothing is being sent, and nobody is unreachable.
+ */
+export function situationOf(record: TransactionRecord, now: number, orthancOk: boolean, waitingForModality = false): { situation: Situation; since: number | null } {
+  if (waitingForModality && (record.state === 'VERIFIED' || record.state === 'DELIVERY_RETRY')) return { situation: 'waiting-for-modality', since: record.verifiedAt };
   switch (record.state) {
     case 'RECEIVED':
       if (!orthancOk) return { situation: 'orthanc-unreachable', since: record.receivedAt };
@@ -224,12 +230,17 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
  */
 type NoCallback = ReadonlySet<string>;
 
+/** Its report is undelivered and its peer cannot be called back: it waits for the modality to connect. */
+function awaitsModality(record: TransactionRecord, noCallback: NoCallback): boolean {
+  return (record.state === 'VERIFIED' || record.state === 'DELIVERY_RETRY') && noCallback.has(record.callingAeTitle);
+}
+
 function presentTransaction(
   record: TransactionRecord,
   noCallback: NoCallback,
   extra?: { situation: { situation: Situation; since: number | null }; studies?: readonly StudyRecord[] | undefined },
 ): Record<string, unknown> {
-  const waitingForModality = (record.state === 'VERIFIED' || record.state === 'DELIVERY_RETRY') && noCallback.has(record.callingAeTitle);
+  const waitingForModality = awaitsModality(record, noCallback);
   return {
     ...(extra ? { situation: extra.situation.situation, situationSince: iso(extra.situation.since) } : {}),
     ...(extra?.studies ? { studies: extra.studies.map(presentStudy) } : {}),
@@ -371,7 +382,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     const orthancOk = deps.readiness.orthanc().ok;
     const studies = settings.showPatientData ? await reads.studiesOf(records.map((r) => r.id)) : undefined;
     const noCallback = noCallbackPeers();
-    return records.map((r) => presentTransaction(r, noCallback, { situation: situationOf(r, now, orthancOk), studies: studies ? (studies.get(r.id) ?? []) : undefined }));
+    return records.map((r) => presentTransaction(r, noCallback, { situation: situationOf(r, now, orthancOk, awaitsModality(r, noCallback)), studies: studies ? (studies.get(r.id) ?? []) : undefined }));
   };
 
   api.get('/transactions', async (req, res) => {
@@ -408,12 +419,13 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     const lines = [[...header, ...studyHeader].join(',')];
     const now = Date.now();
     const orthancOk = deps.readiness.orthanc().ok;
+    const noCallback = noCallbackPeers();
     let rows = 0;
     for await (const records of reads.exportPages(searchFilter(parsed.data), MAX_CSV_ROWS)) {
       rows += records.length;
       const studies = settings.showPatientData ? await reads.studiesOf(records.map((r) => r.id)) : undefined;
       for (const r of records) {
-        const base = [iso(r.receivedAt), r.callingAeTitle, r.transactionUid, r.state, situationOf(r, now, orthancOk).situation, r.instanceCount, r.committedCount, r.failedCount, r.deliveryAttempts, iso(r.verifiedAt), iso(r.reportedAt), iso(r.expiredAt), r.lastError];
+        const base = [iso(r.receivedAt), r.callingAeTitle, r.transactionUid, r.state, situationOf(r, now, orthancOk, awaitsModality(r, noCallback)).situation, r.instanceCount, r.committedCount, r.failedCount, r.deliveryAttempts, iso(r.verifiedAt), iso(r.reportedAt), iso(r.expiredAt), r.lastError];
         const own = studies?.get(r.id) ?? [];
         if (!studies) lines.push(base.map(csvField).join(','));
         else if (own.length === 0) lines.push([...base, ...studyHeader.map(() => null)].map(csvField).join(','));

@@ -16,7 +16,7 @@ import { commandStatus, commandUs, RawPeer } from '../harness/raw-peer.js';
 import { waitUntil } from '../harness/sidecar.js';
 import { startStack, type Stack } from '../harness/stack.js';
 
-type Detail = ApiTransactionDetail & { waitingForModality: boolean; delivery?: string };
+type Detail = ApiTransactionDetail & { waitingForModality: boolean; delivery?: string; situation: string };
 
 describe('reports to a modality that cannot be called back', () => {
   let stack: Stack;
@@ -95,6 +95,7 @@ describe('reports to a modality that cannot be called back', () => {
       const waiting = await waitForTransaction(stack.sidecar, { callingAet: 'NATSCU', transactionUid: uid }, (t) => t.state === 'VERIFIED' && !t.deliveryPending, 10_000);
       assert.equal((waiting as Detail).waitingForModality, true);
       assert.match((waiting as Detail).delivery ?? '', /waiting for the modality to connect/);
+      assert.equal((waiting as Detail).situation, 'waiting-for-modality', 'neither "delivering" nor "unreachable"');
     }
     // Several passes of the once-a-second delivery job: still nothing tried, nothing logged as an attempt.
     await sleep(2500);
@@ -121,6 +122,7 @@ describe('reports to a modality that cannot be called back', () => {
       assert.equal(t.deliveryAttemptLog[0]!.ok, true);
       assert.equal(t.deliveryAttemptLog[0]!.via, 'same-association', 'on an association the modality opened');
       assert.equal((t as Detail).waitingForModality, false);
+      assert.equal((t as Detail).situation, 'reported-all-committed');
     }
     assert.equal((await metric(viaModality)) - deliveredBefore, 3, 'counted as delivered via the modality association');
     const after = stack.sidecar.logLines().filter((l) => l['callingAet'] === 'NATSCU');
