@@ -196,6 +196,10 @@ describe('wrong answers from Orthanc (through a proxy)', () => {
       assert.equal(last.body.checks['store']?.ok, true);
       assert.equal(last.body.checks['dicomListener']?.ok, true);
       assert.ok((proxy.served('GET /system')[0] ?? 0) >= 1, 'the probe reached the hung endpoint');
+      // The dashboard's banner says it too, with the same reason.
+      const alerts = async (): Promise<Array<{ kind: string; text: string }>> => (await stack.sidecar.api<{ alerts: Array<{ kind: string; text: string }> }>('GET', '/api/summary')).body.alerts;
+      const unhealthy = (await alerts()).find((a) => a.kind === 'orthanc-unhealthy');
+      assert.match(unhealthy?.text ?? '', /^Orthanc is unreachable: .*GET \/system/);
       // Still quick while the hang goes on.
       for (let i = 0; i < 4; i++) {
         assert.ok((await readyz()).ms < 2000);
@@ -205,5 +209,7 @@ describe('wrong answers from Orthanc (through a proxy)', () => {
       proxy.clear();
     }
     await waitUntil(async () => (await readyz()).status === 200, 10_000);
+    const after = (await stack.sidecar.api<{ alerts: Array<{ kind: string }> }>('GET', '/api/summary')).body.alerts;
+    assert.equal(after.some((a) => a.kind === 'orthanc-unhealthy'), false, 'the banner goes once Orthanc answers');
   });
 });

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requestCommitment } from '../../src/cli/commitment-scu.js';
 import { createInstances, freePort, newUid, storageCommitment, type CreatedInstance } from '../harness/orthanc.js';
@@ -188,6 +188,22 @@ describe('search, patient and study, alerts, CSV and history (issue 13)', () => 
     assert.equal(summary.dashboard.showPatientData, true);
     // No alert text carries patient data.
     assert.doesNotMatch(JSON.stringify(summary.alerts), /JANE|JOHN|PID-|ACC-/);
+  });
+
+  it('shown behind the token only: patient and study data are never logged, never in the metrics', async () => {
+    // Searched by patient and accession too, so that request URLs carrying them pass through the HTTP log.
+    assert.equal((await search('patient=PID-JANE')).total >= 1, true);
+    assert.equal((await search('accession=ACC-2002')).total, 1);
+    const phi = /JANE|JOHN|PID-|ACC-|THORAX|KNEE|20261125|20261124/;
+    const log = readFileSync(stack.sidecar.logFile, 'utf8');
+    assert.ok(log.includes(janeTx), 'the log does name the transactions');
+    assert.doesNotMatch(log, phi);
+    const metrics = await stack.sidecar.api<string>('GET', '/metrics');
+    assert.equal(metrics.status, 200);
+    assert.doesNotMatch(metrics.body, phi);
+    const anonymous = await fetch(`${stack.sidecar.url}/api/transactions?patient=PID-JANE`);
+    assert.equal(anonymous.status, 401);
+    assert.doesNotMatch(await anonymous.text(), phi);
   });
 
   it('exports the searched rows as CSV, one line per transaction and study', async () => {

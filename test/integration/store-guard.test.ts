@@ -240,6 +240,9 @@ describe('the store is guarded', () => {
       assert.equal(ready.status, 503, 'a full disk shows in /readyz');
       assert.equal(ready.body.checks['store']?.ok, false);
       assert.match(ready.body.checks['store']!.reason, /SQLITE_FULL/);
+      // The dashboard's banner says it too (reading still works on a full disk).
+      const alerts = (await sidecar.api<{ alerts: Array<{ kind: string; text: string }> }>('GET', '/api/summary')).body.alerts;
+      assert.match(alerts.find((a) => a.kind === 'store-unhealthy')?.text ?? '', /^The store is unhealthy: .*SQLITE_FULL/);
 
       rmSync(filler);
       await waitForTransaction(sidecar, acknowledged.uid, (t) => t.state === 'REPORTED', 15_000);
