@@ -17,11 +17,10 @@ import type {
   InstanceOutcomeFilter,
   InstanceRecord,
   NewRequest,
-  RecordOutcome,
   StudyRecord,
   TransactionRecord,
 } from '../transactions/records.js';
-import { LeaseLostError, type Claim, type InstanceOutcome, type TransactionRepository, type VerifiedRecord, type WorkKind } from '../transactions/repository.js';
+import { LeaseLostError, type Claim, type ClaimRequest, type InstanceOutcome, type Recorded, type TransactionRepository, type VerifiedRecord, type WorkKind } from '../transactions/repository.js';
 import type { TransactionStore } from './transaction-store.js';
 
 interface Lease {
@@ -37,11 +36,13 @@ export class SqliteTransactionRepository implements TransactionRepository {
 
   constructor(private readonly store: TransactionStore) {}
 
-  async record(input: NewRequest): Promise<RecordOutcome> {
+  async record(input: NewRequest, claimFor?: ClaimRequest): Promise<Recorded> {
     const outcome = this.store.recordRequest(input);
     // Past verification, a re-sent request reopens the report (as on PostgreSQL): any claim on it ends.
-    if (outcome.kind !== 'created' && this.store.get(outcome.id)?.state !== 'RECEIVED') this.leases.delete(outcome.id);
-    return outcome;
+    const reopened = outcome.kind !== 'created' && this.store.get(outcome.id)?.state !== 'RECEIVED';
+    if (reopened) this.leases.delete(outcome.id);
+    if (!claimFor || (outcome.kind !== 'created' && !reopened)) return outcome;
+    return { ...outcome, claim: this.take(outcome.id, reopened ? 'deliver' : 'verify', claimFor.owner, input.now, claimFor.ttlMs) };
   }
 
   async get(id: number): Promise<TransactionRecord | undefined> {

@@ -158,17 +158,29 @@ export class CommitmentService implements CommitmentIntake {
   }
 
   async receive(request: CommitmentRequest, origin: RequestOrigin): Promise<IntakeAnswer> {
-    const outcome = await this.repo.record({
-      request,
-      callingAeTitle: origin.callingAeTitle,
-      calledAeTitle: origin.calledAeTitle,
-      remoteAddress: origin.remoteAddress,
-      now: this.now,
-      arrivalWaitMs: this.timings.arrivalWaitMs,
-      verifyTimeoutMs: this.timings.verifyTimeoutMs,
-      ttlMs: this.timings.reportTtlMs,
-      decidedAtIntake: judgeAtIntake(request.references),
-    });
+    const outcome = await this.repo.record(
+      {
+        request,
+        callingAeTitle: origin.callingAeTitle,
+        calledAeTitle: origin.calledAeTitle,
+        remoteAddress: origin.remoteAddress,
+        now: this.now,
+        arrivalWaitMs: this.timings.arrivalWaitMs,
+        verifyTimeoutMs: this.timings.verifyTimeoutMs,
+        ttlMs: this.timings.reportTtlMs,
+        decidedAtIntake: judgeAtIntake(request.references),
+      },
+      // The work is this node's from the first moment: it holds the modality's association, and under load
+      // its own start (afterResponse) could come after another node's periodic pass.
+      this.stopped ? undefined : { owner: this.delivererDeps.nodeId, ttlMs: this.delivererDeps.leaseTtlMs },
+    );
+    if (outcome.claim) {
+      const held = new HeldClaim(this.repo, outcome.claim, this.delivererDeps.leaseTtlMs, () => this.now, this.logger);
+      // Picked up by verify() and deliver(), as a claim kept between rounds or handed over by a verdict.
+      const kept = outcome.claim.kind === 'verify' ? this.waitingClaims : this.handedOver;
+      kept.get(outcome.id)?.stop();
+      kept.set(outcome.id, held);
+    }
     this.channels.set(outcome.id, origin.channel);
     this.metrics.transactions.inc({ outcome: outcome.kind === 'created' ? 'received' : 'repeated' });
     this.logger.info(
@@ -650,7 +662,9 @@ export class CommitmentService implements CommitmentIntake {
       await Promise.allSettled([...this.verifying.values(), ...this.delivering.values(), ...this.owedRuns.values()]);
     }
     // Handed back at once, so that another node goes on without waiting for them to run out.
+    console.log('letting go', this.waitingClaims.size, this.handedOver.size);
     await Promise.allSettled([...this.waitingClaims.values(), ...this.handedOver.values()].map((held) => this.letGo(held)));
+    console.log('let go');
     this.waitingClaims.clear();
     this.handedOver.clear();
   }

@@ -42,6 +42,15 @@ export class LeaseLostError extends Error {
   }
 }
 
+/** The node recording a request, to claim the work the record makes for itself (see record). */
+export interface ClaimRequest {
+  readonly owner: string;
+  readonly ttlMs: number;
+}
+
+/** What record did, with the claim it took when one was asked for and there was work to claim. */
+export type Recorded = RecordOutcome & { readonly claim?: Claim };
+
 /** A transaction just verified, with the claim on its delivery when one was handed over. */
 export type VerifiedRecord = TransactionRecord & { readonly deliverClaim?: Claim };
 
@@ -56,8 +65,13 @@ export interface TransactionRepository {
    * Durably records an N-ACTION; when the promise resolves, the request survives a crash. The same
    * (calling AE, Transaction UID) twice is one transaction, decided by a unique constraint (never a
    * check-then-insert race between nodes): same instances `repeated`, others `conflicting` (0131H).
+   *
+   * With `claimFor`, the work the record makes is claimed for that node in the same step: a new request's
+   * verification, or the delivery of a report that a re-sent request reopened. Otherwise another node's
+   * periodic pass could take it between the N-ACTION-RSP and the recording node's own start, and that
+   * node cannot send the report on the modality's association, which only the recording node holds.
    */
-  record(input: NewRequest): Promise<RecordOutcome>;
+  record(input: NewRequest, claimFor?: ClaimRequest): Promise<Recorded>;
 
   get(id: number): Promise<TransactionRecord | undefined>;
 

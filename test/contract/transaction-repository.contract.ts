@@ -473,6 +473,57 @@ export function describeRepositoryContract(name: string, open: () => Promise<Ope
       assert.ok(again.epoch > inFlight.epoch);
     }));
 
+    it('a new request recorded with a claim is the recording node\'s from the first moment: no other node finds or takes it until the claim ends', withRepo(async ({ repo, other }) => {
+      const recorded = await repo.record(request(refs(2)), { owner: 'node-a', ttlMs: TTL });
+      assert.equal(recorded.kind, 'created');
+      const claim = recorded.claim;
+      assert.ok(claim, 'claimed as it was recorded');
+      assert.deepEqual([claim.id, claim.kind, claim.owner, claim.until], [recorded.id, 'verify', 'node-a', T0 + TTL]);
+      assert.equal(claim.record.state, 'RECEIVED');
+      assert.equal((await other.get(recorded.id))?.leaseOwner, 'node-a');
+      // Another node's periodic pass, between the N-ACTION-RSP and the recording node's own start.
+      assert.deepEqual(await other.workDue('verify', 'node-b', T0 + 1, 10), []);
+      assert.equal(await other.claim(recorded.id, 'verify', 'node-b', T0 + 1, TTL), undefined);
+      assert.deepEqual(await other.claimDue('verify', 'node-b', T0 + 1, TTL, 10), []);
+      assert.deepEqual(await repo.workDue('verify', 'node-a', T0 + 1, 10), [recorded.id], 'its own');
+      const renewed = await repo.renew(claim, T0 + 2, TTL);
+      assert.ok(renewed, 'renewed like any claim');
+      const verified = await repo.completeVerification(renewed, [], T0 + 3);
+      assert.equal(verified.state, 'VERIFIED');
+      // Without a claim asked for, nothing changes: free for any node.
+      const plain = await repo.record(request(refs(1)));
+      assert.equal(plain.claim, undefined);
+      assert.ok(await other.claim(plain.id, 'verify', 'node-b', T0 + 1, TTL));
+    }));
+
+    it('a claim taken with the record runs out like any other: a node that died right after recording is taken over', withRepo(async ({ repo, other }) => {
+      const recorded = await repo.record(request(refs(1)), { owner: 'node-a', ttlMs: TTL });
+      assert.ok(recorded.claim);
+      const taken = await other.claim(recorded.id, 'verify', 'node-b', T0 + TTL, TTL);
+      assert.ok(taken, 'free once the claim ran out');
+      assert.ok(taken.epoch > recorded.claim.epoch);
+      await assert.rejects(repo.completeVerification(recorded.claim, [], T0 + TTL + 1), LeaseLostError);
+    }));
+
+    it('a re-sent request that reopens its report is claimed for delivery by the recording node in the same step', withRepo(async ({ repo, other }) => {
+      const references = refs(1);
+      const { id } = await repo.record(request(references, { transactionUid: '1.2.3.93' }));
+      const v = await repo.claim(id, 'verify', 'node-a', T0, TTL);
+      await repo.completeVerification(v!, [], T0 + 1);
+      const d = await repo.claim(id, 'deliver', 'node-a', T0 + 2, TTL);
+      await repo.recordDelivery(d!, { at: T0 + 3, via: 'new-association', ok: true, error: null, durationMs: 1 }, undefined);
+      const again = await other.record(request(references, { transactionUid: '1.2.3.93', now: T0 + 10 }), { owner: 'node-b', ttlMs: TTL });
+      assert.equal(again.kind, 'repeated');
+      assert.deepEqual([again.claim?.kind, again.claim?.owner, again.claim?.record.state], ['deliver', 'node-b', 'VERIFIED']);
+      assert.equal(await repo.claim(id, 'deliver', 'node-a', T0 + 11, TTL), undefined, 'held by the node that has the modality\'s association');
+      assert.deepEqual(await repo.workDue('deliver', 'node-a', T0 + 11, 10), []);
+      // Re-sent while still being verified: the verification goes on; no claim is taken from under it.
+      const pending = await repo.record(request(refs(1), { transactionUid: '1.2.3.92' }), { owner: 'node-a', ttlMs: TTL });
+      const resent = await other.record(request(refs(1), { transactionUid: '1.2.3.92', now: T0 + 1 }), { owner: 'node-b', ttlMs: TTL });
+      assert.equal(resent.claim, undefined);
+      assert.equal((await repo.get(pending.id))?.leaseOwner, 'node-a');
+    }));
+
     it('two nodes claiming the same 40 transactions at once never share one', withRepo(async ({ repo, other }) => {
       for (let i = 0; i < 40; i++) await repo.record(request(refs(1)));
       const rounds: Claim[][] = [];

@@ -525,10 +525,42 @@ describe('CommitmentService with fakes', () => {
   });
 
   describe('7. another node holds the claim', () => {
+    it('none can take a new request between its N-ACTION-RSP and this node\'s start: it is claimed as it is recorded, and the report goes on the association', async () => {
+      const h = setup();
+      h.catalog.hold('1.1');
+      const channel = new FakeChannel(true);
+      const { id, afterResponse } = await h.receive(['1.1'], { channel });
+      // Another node's periodic pass comes first (under load, this node's own start can lag).
+      assert.deepEqual(await h.repo.claimDue('verify', OTHER, h.clock.t, LEASE_TTL, 100), []);
+      assert.equal(await h.repo.claim(id, 'verify', OTHER, h.clock.t, LEASE_TTL), undefined);
+      assert.equal((await state(h.repo, id)).leaseOwner, NODE);
+      afterResponse!();
+      await until(h.repo, id, (r) => r.state === 'REPORTED');
+      assert.equal(channel.sent.length, 1, 'on the modality\'s association');
+      assert.equal(h.transport.attempts, 0, 'no association of ours');
+    });
+
+    it('a re-sent request that reopens a report: its delivery is this node\'s at once, on the association it came on', async () => {
+      const h = setup();
+      h.catalog.hold('1.1');
+      const first = await h.receive(['1.1'], { transactionUid: '2.25.500' });
+      first.afterResponse!();
+      await until(h.repo, first.id, (r) => r.state === 'REPORTED');
+      const channel = new FakeChannel(true);
+      const again = await h.receive(['1.1'], { transactionUid: '2.25.500', channel });
+      assert.equal(again.id, first.id);
+      assert.equal(await h.repo.claim(first.id, 'deliver', OTHER, h.clock.t, LEASE_TTL), undefined, 'another node cannot take it');
+      again.afterResponse!();
+      await until(h.repo, first.id, (r) => r.state === 'REPORTED' && r.deliveryAttempts === 2);
+      assert.equal(channel.sent.length, 1);
+    });
+
     it('deliver: nothing is done while its lease lives; once it runs out this node takes over and delivers', async () => {
       const h = setup();
       h.catalog.hold('1.1');
       const { id } = await h.receive(['1.1']);
+      // This node stalls right after recording it: the claim taken with the record runs out.
+      h.clock.t += LEASE_TTL;
       // Node B verifies it, then claims its delivery (and stalls).
       const verifyB = await h.repo.claim(id, 'verify', OTHER, h.clock.t, LEASE_TTL);
       assert.ok(verifyB);
@@ -563,6 +595,8 @@ describe('CommitmentService with fakes', () => {
       const h = setup();
       h.catalog.hold('1.1');
       const { id, afterResponse } = await h.receive(['1.1']);
+      // This node stalls right after recording it: the claim taken with the record runs out.
+      h.clock.t += LEASE_TTL;
       const verifyB = await h.repo.claim(id, 'verify', OTHER, h.clock.t, LEASE_TTL);
       assert.ok(verifyB);
       afterResponse!();
@@ -628,8 +662,10 @@ describe('CommitmentService with fakes', () => {
     const h = setup();
     h.catalog.hold('1.1');
     const channel = new FakeChannel(true);
-    // node-b verifies it first (this node's verification finds the claim taken) and delivers it itself.
+    // node-b verifies it first (this node stalled after recording it, and the claim taken with the record
+    // ran out; its verification then finds the claim taken) and delivers it itself.
     const { id, afterResponse } = await h.receive(['1.1'], { channel, transactionUid: '2.25.12' });
+    h.clock.t += LEASE_TTL;
     const verify = await h.repo.claim(id, 'verify', OTHER, h.clock.t, LEASE_TTL);
     assert.ok(verify);
     afterResponse!();

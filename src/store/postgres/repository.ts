@@ -18,7 +18,7 @@ import type { PeerEntry } from '../../peers/peer-directory.js';
 import type { DeliveryAttemptRecord, FailureRecord, InstanceOutcomeFilter, InstanceRecord, NewRequest, RecordOutcome, StudyRecord, TransactionRecord } from '../../transactions/records.js';
 import { nameKey } from '../name-key.js';
 import type { TransactionReads } from '../../transactions/reads.js';
-import { LeaseLostError, type Claim, type InstanceOutcome, type TransactionRepository, type VerifiedRecord, type WorkKind } from '../../transactions/repository.js';
+import { LeaseLostError, type Claim, type ClaimRequest, type InstanceOutcome, type Recorded, type TransactionRepository, type VerifiedRecord, type WorkKind } from '../../transactions/repository.js';
 import { Interner } from '../../util/intern.js';
 import { migrate } from './migrations.js';
 import { createPool, type PoolOptions } from './pool.js';
@@ -102,14 +102,16 @@ export class PostgresTransactionRepository implements TransactionRepository {
     }
   }
 
-  async record(input: NewRequest): Promise<RecordOutcome> {
+  async record(input: NewRequest, claimFor?: ClaimRequest): Promise<Recorded> {
     const references = input.request.references;
-    return this.tx(async (client): Promise<RecordOutcome> => {
-      const inserted = await client.query<{ id: number }>(
+    return this.tx(async (client): Promise<Recorded> => {
+      // Claimed for the recording node in the same row, when it asks: no moment without a claim.
+      const inserted = await client.query<TransactionRow>(
         `INSERT INTO transactions (transaction_uid, calling_aet, called_aet, remote_address, state, instance_count,
-           received_at, arrival_deadline, verify_deadline, expires_at)
-         VALUES ($1, $2, $3, $4, 'RECEIVED', $5, $6, $7, $8, $9)
-         ON CONFLICT (calling_aet, transaction_uid) DO NOTHING RETURNING id`,
+           received_at, arrival_deadline, verify_deadline, expires_at, lease_owner, lease_until, lease_epoch)
+         VALUES ($1, $2, $3, $4, 'RECEIVED', $5, $6, $7, $8, $9, $10::text, CASE WHEN $10::text IS NULL THEN NULL ELSE $6::bigint + $11::bigint END,
+           CASE WHEN $10::text IS NULL THEN 0 ELSE 1 END)
+         ON CONFLICT (calling_aet, transaction_uid) DO NOTHING RETURNING *`,
         [
           input.request.transactionUid,
           input.callingAeTitle,
@@ -120,12 +122,14 @@ export class PostgresTransactionRepository implements TransactionRepository {
           input.now + input.arrivalWaitMs,
           input.now + input.verifyTimeoutMs,
           input.now + input.ttlMs,
+          claimFor?.owner ?? null,
+          claimFor?.ttlMs ?? 0,
         ],
       );
       const created = inserted.rows[0];
       if (created) {
         await this.insertInstances(client, created.id, references, input.decidedAtIntake);
-        return { kind: 'created', id: created.id };
+        return { kind: 'created', id: created.id, ...(claimFor ? { claim: this.toClaim(created, 'verify') } : {}) };
       }
       // Another node (or an earlier request) holds this key: wait for its row, then fold this request in.
       const existing = (
@@ -154,9 +158,17 @@ export class PostgresTransactionRepository implements TransactionRepository {
       );
       const added = rows[0]?.added ?? 0;
       await client.query('UPDATE transactions SET instance_count = instance_count + $2, expires_at = GREATEST(expires_at, $3) WHERE id = $1', [existing.id, added, input.now + input.ttlMs]);
+      const outcome: RecordOutcome = added > 0 ? { kind: 'conflicting', id: existing.id, conflicting: added } : { kind: 'repeated', id: existing.id };
       // Anything past verification is reported again: the modality asked again, so it did not get (or keep) it.
-      if (existing.state !== 'RECEIVED') await this.reopenForDelivery(client, existing.id, existing.state, { type: 'request-repeated' });
-      return added > 0 ? { kind: 'conflicting', id: existing.id, conflicting: added } : { kind: 'repeated', id: existing.id };
+      if (existing.state === 'RECEIVED') return outcome;
+      await this.reopenForDelivery(client, existing.id, existing.state, { type: 'request-repeated' });
+      if (!claimFor) return outcome;
+      // Its delivery belongs to the node holding the association the request came on.
+      const claimed = await client.query<TransactionRow>(
+        `UPDATE transactions SET lease_owner = $2, lease_until = $3::bigint + $4::bigint, lease_epoch = lease_epoch + 1 WHERE id = $1 RETURNING *`,
+        [existing.id, claimFor.owner, input.now, claimFor.ttlMs],
+      );
+      return { ...outcome, claim: this.toClaim(claimed.rows[0]!, 'deliver') };
     });
   }
 
