@@ -95,16 +95,32 @@ process.once('exit', () => {
 });
 
 /** Asks the kernel for a free port; racy by nature, hence the retries in startOrthanc. */
+/** Below Linux's ephemeral range (32768-60999): see freePort. */
+const PORT_RANGE = { from: 20_000, count: 12_000 } as const;
+const handedOut = new Set<number>();
+
+/**
+ * A loopback port nothing listens on, for a server the test starts later. Chosen below the kernel's
+ * ephemeral range: a port the kernel hands out (listen on 0) can be taken by any outgoing connection (to
+ * Orthanc, to PostgreSQL) before the server that needs it binds it, which failed a start with EADDRINUSE
+ * now and then. Never the same port twice in one process.
+ */
 export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 500; tries++) {
+    const port = PORT_RANGE.from + Math.floor(Math.random() * PORT_RANGE.count);
+    if (handedOut.has(port) || !(await canListen(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free loopback port between ${PORT_RANGE.from} and ${PORT_RANGE.from + PORT_RANGE.count - 1}`);
+}
+
+function canListen(port: number): Promise<boolean> {
   const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, HOST, () => resolve());
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, HOST, () => server.close(() => resolve(true)));
   });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('could not allocate a port');
-  return address.port;
 }
 
 function baseTempDir(): string {
