@@ -662,9 +662,7 @@ export class CommitmentService implements CommitmentIntake {
       await Promise.allSettled([...this.verifying.values(), ...this.delivering.values(), ...this.owedRuns.values()]);
     }
     // Handed back at once, so that another node goes on without waiting for them to run out.
-    console.log('letting go', this.waitingClaims.size, this.handedOver.size);
     await Promise.allSettled([...this.waitingClaims.values(), ...this.handedOver.values()].map((held) => this.letGo(held)));
-    console.log('let go');
     this.waitingClaims.clear();
     this.handedOver.clear();
   }
