@@ -145,6 +145,16 @@ export function actionInformation(transactionUid: string, references: ReadonlyAr
   return encodeCommitmentDataset({ transactionUid, retrieveAeTitle: undefined, referenced: references, failed: [] }, IMPLICIT_VR_LITTLE_ENDIAN);
 }
 
+/** A whole N-ACTION-RQ on presentation context 1: its command set, then its Action Information (two P-DATA-TF PDUs). */
+export function nActionPdus(messageId: number, transactionUid: string, references: ReadonlyArray<{ sopClassUid: string; sopInstanceUid: string }>): Buffer {
+  return Buffer.concat([pDataTf(1, 0x03, nActionCommand(messageId)), pDataTf(1, 0x02, actionInformation(transactionUid, references))]);
+}
+
+/** An A-ABORT PDU (PS3.8 9.3.8) from the service user, reason not specified. */
+export function abortPdu(): Buffer {
+  return Buffer.from([0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00]);
+}
+
 /** An N-EVENT-REPORT-RSP command set answering message `respondingTo` with `status` (default Success). */
 export function nEventReportResponse(respondingTo: number, eventTypeId: number, status = 0x0000): Buffer {
   return commandSet([

@@ -11,7 +11,7 @@ import { acceptReportsOn, connect, echo, requestCommitment, sendNAction, type Re
 import { apiTransaction, awaitOrthancReport, Pool, refsOf, sendOrthancCommitment, waitForTransaction, type ApiTransactionDetail } from '../harness/faults.js';
 import { createInstances, freePort, newUid } from '../harness/orthanc.js';
 import { IMPLICIT_VR_LITTLE_ENDIAN as IMPLICIT } from '../../src/dicom/dataset-writer.js';
-import { actionInformation, nActionCommand, nEventReportResponse, pDataTf, STORAGE_COMMITMENT } from '../harness/pdus.js';
+import { abortPdu, nActionPdus, nEventReportResponse, pDataTf, STORAGE_COMMITMENT } from '../harness/pdus.js';
 import { commandStatus, commandUs, RawPeer } from '../harness/raw-peer.js';
 import { waitUntil } from '../harness/sidecar.js';
 import { startStack, type Stack } from '../harness/stack.js';
@@ -190,7 +190,7 @@ describe('reports to a modality that cannot be called back', () => {
     // Second association: the modality aborts while a report waits for its answer.
     const second = await rawAssociation();
     assert.ok(await second.nextReport(10_000), 'the failed one is sent again, first');
-    second.peer.send(Buffer.from([0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00])); // A-ABORT
+    second.peer.send(abortPdu());
     second.peer.destroy();
     await waitForTransaction(stack.sidecar, { callingAet: 'RAWSCU', transactionUid: uids[1]! }, (t) => t.deliveryAttemptLog.length === 2, 5000);
     for (const uid of uids.slice(1)) assert.notEqual((await detail('RAWSCU', uid)).state, 'REPORTED', `${uid} stays pending`);
@@ -218,7 +218,7 @@ describe('reports to a modality that cannot be called back', () => {
     assert.ok(owed, 'the owed report is sent');
     // Not answered yet: the modality sends its own request on the same association.
     const own = newUid();
-    peer.send(Buffer.concat([pDataTf(1, 0x03, nActionCommand(7)), pDataTf(1, 0x02, actionInformation(own, refsOf(pool.take(1))))]));
+    peer.send(nActionPdus(7, own, refsOf(pool.take(1))));
     const started = performance.now();
     let rsp: number | undefined;
     while (rsp === undefined && performance.now() - started < 3000) {
@@ -271,10 +271,10 @@ describe('reports to a modality that cannot be called back', () => {
     // An attempt hangs now: the modality's new association waits for it before it may carry that report.
     const { peer } = await rawAssociation('HOLESCU');
     const own = newUid();
-    peer.send(Buffer.concat([pDataTf(1, 0x03, nActionCommand(9)), pDataTf(1, 0x02, actionInformation(own, refsOf(pool.take(1))))]));
+    peer.send(nActionPdus(9, own, refsOf(pool.take(1))));
     await waitForTransaction(stack.sidecar, { callingAet: 'HOLESCU', transactionUid: own }, (t) => t.state === 'VERIFIED', 10_000);
     await sleep(500); // past the release grace: its report is queued on the association, behind the owed one
-    peer.send(Buffer.from([0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00])); // A-ABORT
+    peer.send(abortPdu());
     peer.destroy();
     const failed = await waitForTransaction(stack.sidecar, { callingAet: 'HOLESCU', transactionUid: own }, (t) => t.deliveryAttemptLog.length >= 1, 15_000);
     const first = failed.deliveryAttemptLog[0]!;

@@ -12,7 +12,7 @@ import type { ReportReceiver } from '../../src/cli/report-receiver.js';
 import { AssociationFailedError, AssociationRejectedError } from '../../src/dicom/requestor.js';
 import { Pool, refsOf } from '../harness/faults.js';
 import { createInstances, newUid } from '../harness/orthanc.js';
-import { actionInformation, nActionCommand, nEventReportResponse, pDataTf, STORAGE_COMMITMENT, VERIFICATION } from '../harness/pdus.js';
+import { actionInformation, nActionCommand, nActionPdus, nEventReportResponse, pDataTf, STORAGE_COMMITMENT, VERIFICATION } from '../harness/pdus.js';
 import { acceptedContexts, commandStatus, openMany, RawPeer } from '../harness/raw-peer.js';
 import { waitUntil } from '../harness/sidecar.js';
 import { startReportReceiver, startStack, type Stack } from '../harness/stack.js';
@@ -143,8 +143,7 @@ describe('hostile and odd association requests', () => {
     const answer = await peer.associate({ called: 'STGCMT', calling: 'TESTSCU', contexts: [{ id: 1, abstractSyntax: VERIFICATION }, { id: 3, abstractSyntax: STORAGE_COMMITMENT, transferSyntaxes: [IMPLICIT] }] });
     assert.equal(answer?.type, 0x02);
     const refs = refsOf(pool.take(1));
-    const dataset = actionInformation(newUid(), refs);
-    peer.send(Buffer.concat([pDataTf(1, 0x03, nActionCommand(1)), pDataTf(1, 0x02, dataset)]));
+    peer.send(nActionPdus(1, newUid(), refs));
     const wrong = await peer.nextPdu(5000);
     assert.equal(wrong?.type, 0x04);
     assert.equal(commandStatus(wrong.body), 0x0122, 'SOP Class not supported on this context');
@@ -189,7 +188,7 @@ describe('hostile and odd association requests', () => {
     const answer = await peer.associate({ called: 'STGCMT', calling: 'TESTSCU', contexts: [{ id: 1, abstractSyntax: STORAGE_COMMITMENT, transferSyntaxes: [IMPLICIT] }] });
     assert.equal(answer?.type, 0x02);
     for (const messageId of [1, 2]) {
-      peer.send(Buffer.concat([pDataTf(1, 0x03, nActionCommand(messageId)), pDataTf(1, 0x02, actionInformation(newUid(), refsOf(pool.take(1))))]));
+      peer.send(nActionPdus(messageId, newUid(), refsOf(pool.take(1))));
       assert.equal(commandStatus((await peer.nextPdu(5000))!.body), 0x0000, `N-ACTION ${messageId} answered Success`);
     }
     const nextReport = (timeoutMs: number): ReturnType<RawPeer['nextEventReport']> => peer.nextEventReport(timeoutMs);
